@@ -1,0 +1,1 @@
+"""batterytrace: a national traction-battery traceability registry."""
