@@ -1,0 +1,75 @@
+"""Tamper-evident log: RFC 9162 Merkle tree, proofs, and signed C2SP checkpoints.
+
+Pure Python with ``cryptography`` and ``rfc8785``; storage is reached only through the
+:class:`NodeReader` protocol, so this package knows nothing of the database.
+"""
+
+from batterytrace.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    NoteError,
+    Signer,
+    Verifier,
+    generate_signer_key,
+    note_key_hash,
+    open_checkpoint,
+    open_note,
+    sign_checkpoint,
+    sign_note,
+)
+from batterytrace.ledger.entries import EntryError, canonical_entry, entry_leaf_hash
+from batterytrace.ledger.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    MemoryNodeStore,
+    MissingNodeError,
+    Node,
+    NodeKey,
+    NodeReader,
+    ProofError,
+    append_leaves,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    merkle_tree_hash,
+    node_hash,
+    nodes_to_store,
+    root_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "Checkpoint",
+    "CheckpointError",
+    "EntryError",
+    "MemoryNodeStore",
+    "MissingNodeError",
+    "Node",
+    "NodeKey",
+    "NodeReader",
+    "NoteError",
+    "ProofError",
+    "Signer",
+    "Verifier",
+    "append_leaves",
+    "canonical_entry",
+    "consistency_proof",
+    "entry_leaf_hash",
+    "generate_signer_key",
+    "inclusion_proof",
+    "leaf_hash",
+    "merkle_tree_hash",
+    "node_hash",
+    "nodes_to_store",
+    "note_key_hash",
+    "open_checkpoint",
+    "open_note",
+    "root_hash",
+    "sign_checkpoint",
+    "sign_note",
+    "verify_consistency",
+    "verify_inclusion",
+]

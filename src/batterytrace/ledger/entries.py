@@ -1,0 +1,60 @@
+"""Log entries: the exact bytes that become leaves of the Merkle log.
+
+An entry is a JSON object serialized with the JSON Canonicalization Scheme (RFC 8785): keys
+sorted by their UTF-16 code units, no insignificant whitespace, numbers in their shortest
+ECMAScript form. The same object therefore always yields the same bytes, in any language,
+and ``verify`` can recompute a leaf from a database row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import rfc8785
+
+from batterytrace.ledger.merkle import leaf_hash
+
+__all__ = ["EntryError", "canonical_entry", "entry_leaf_hash"]
+
+
+class EntryError(ValueError):
+    """A value cannot be written as a canonical JSON log entry."""
+
+
+def _plain(value: Any, path: str) -> Any:
+    """Copy ``value`` into the dicts and lists the canonicalizer accepts."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EntryError(f"entry object key {key!r} at {path} is not a string")
+            out[key] = _plain(item, f"{path}.{key}")
+        return out
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray, memoryview)):
+        return [_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise EntryError(
+        f"entry value at {path} has type {type(value).__name__}, which JSON cannot hold; "
+        "convert it to a string or a number first"
+    )
+
+
+def canonical_entry(obj: Mapping[str, Any]) -> bytes:
+    """The RFC 8785 canonical JSON bytes of the entry object ``obj``.
+
+    Raises :class:`EntryError` for values JSON cannot represent exactly: non-string keys,
+    bytes, dates and other objects, NaN and infinities, and integers beyond ±(2^53 − 1).
+    """
+    if not isinstance(obj, Mapping):
+        raise EntryError(f"a log entry must be a JSON object, got {type(obj).__name__}")
+    try:
+        return rfc8785.dumps(_plain(obj, "$"))
+    except rfc8785.CanonicalizationError as exc:
+        raise EntryError(f"entry cannot be canonicalized: {exc}") from exc
+
+
+def entry_leaf_hash(obj: Mapping[str, Any]) -> bytes:
+    """The Merkle leaf hash of the entry object ``obj``: ``SHA-256(0x00 ‖ canonical JSON)``."""
+    return leaf_hash(canonical_entry(obj))
