@@ -130,6 +130,10 @@ LOG_UNAVAILABLE = _spec("log.unavailable", ErrorKind.UNAVAILABLE, "The log is no
 INTERNAL = _spec("server.internal", ErrorKind.UNAVAILABLE, "The registry could not complete the request")
 STORE_BUSY = _spec("server.busy", ErrorKind.UNAVAILABLE, "The registry is busy; retry with the same event ids")
 
+# --- policy ------------------------------------------------------------------------------
+POLICY_INVALID = _spec("policy.invalid", ErrorKind.INVALID, "The policy file is not valid")
+POLICY_UNKNOWN_PROFILE = _spec("policy.unknown_profile", ErrorKind.INVALID, "No policy profile has this name")
+
 
 def catalog() -> dict[str, ErrorSpec]:
     """All known error codes, for documentation and tests."""
