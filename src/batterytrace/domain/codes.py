@@ -20,7 +20,7 @@ from batterytrace.domain.battery_code import (
     parse_battery_code,
     set_default_alphabets,
 )
-from batterytrace.domain.errors import CODE_LENGTH, DomainError
+from batterytrace.domain.errors import CODE_CHARACTER, CODE_LENGTH, DomainError
 from batterytrace.domain.regions import Province, Region, parse_province, parse_region, provinces
 from batterytrace.domain.uscc import (
     USCC_ALPHABET,
@@ -77,9 +77,18 @@ def identify(s: str) -> tuple[str, dict[str, str]]:
     """Tell by its length what ``s`` is, check it, and describe its fields for display.
 
     24 or 19 characters: a battery code; 17: a VIN; 18: a unified social credit code; 6: a
-    region code. Returns ``(kind, fields)`` with the fields in reading order; raises
-    :class:`DomainError` when the identifier is not valid.
+    region code. Blanks around ``s`` are refused, not stripped. Returns ``(kind, fields)`` with
+    the fields in reading order; raises :class:`DomainError` when the identifier is not valid.
     """
+    if s != s.strip():
+        position = 1 if s[:1].isspace() else len(s.rstrip()) + 1
+        raise DomainError(
+            CODE_CHARACTER,
+            f"position {position} is blank ({s[position - 1]!r}): identifiers are read exactly as given; "
+            "remove the blanks around it",
+            field="code",
+            position=position,
+        )
     n = len(s)
     if n in (FULL_LENGTH, SECOND_LIFE_LENGTH):
         return KIND_BATTERY_CODE, _battery_fields(parse_battery_code(s, field="code"))
@@ -89,10 +98,9 @@ def identify(s: str) -> tuple[str, dict[str, str]]:
         return KIND_USCC, _uscc_fields(describe_uscc(s, field="code"))
     if n == 6:
         return KIND_REGION, _region_fields(parse_region(s, field="code"))
-    hint = " (remove the spaces around it)" if len(s.strip()) in (24, 19, 18, 17, 6) else ""
     raise DomainError(
         CODE_LENGTH,
-        f"{n} characters is no identifier the registry knows{hint}: a battery code has 24 "
+        f"{n} characters is no identifier the registry knows: a battery code has 24 "
         "(19 for a second-life code), a VIN 17, a unified social credit code 18, a region code 6",
         field="code",
         extra={"allowed_lengths": [24, 19, 18, 17, 6]},

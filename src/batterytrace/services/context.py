@@ -1,0 +1,175 @@
+"""The lifecycle rules' view of the registry during one batch: rows read once, then the
+batch's own accepted changes laid over them, and finally written in bulk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from batterytrace.domain.lifecycle import Changes, PastEvent
+from batterytrace.domain.model import BatteryState, Enterprise, Link, VehicleState
+from batterytrace.store import repo
+
+
+class BatchContext:
+    """Implements ``batterytrace.domain.lifecycle.Context`` over one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._batteries: dict[str, BatteryState | None] = {}
+        self._in_db: set[str] = set()
+        self._vehicles: dict[str, VehicleState | None] = {}
+        self._vehicles_in_db: set[str] = set()
+        self._enterprises: dict[str, Enterprise | None] = {}
+        self._owners: dict[str, str | None] = {}
+        self._components: dict[str, list[str]] = {}
+        self._past: dict[str, PastEvent | None] = {}
+        self._dirty: set[str] = set()
+        self._dirty_vehicles: set[str] = set()
+        self._link_adds: set[Link] = set()
+        self._link_removes: set[Link] = set()
+        self.retractions: list[tuple[str, str]] = []
+
+    # --- prefetching --------------------------------------------------------------------------
+
+    def prefetch(
+        self,
+        codes: Iterable[str] = (),
+        vins: Iterable[str] = (),
+        enterprises: Iterable[str] = (),
+        manufacturer_codes: Iterable[str] = (),
+    ) -> None:
+        missing = [c for c in set(codes) if c not in self._batteries]
+        found = repo.load_batteries(self.conn, missing)
+        for code in missing:
+            self._batteries[code] = found.get(code)
+            if code in found:
+                self._in_db.add(code)
+        missing_v = [v for v in set(vins) if v not in self._vehicles]
+        found_v = repo.load_vehicles(self.conn, missing_v)
+        for vin in missing_v:
+            self._vehicles[vin] = found_v.get(vin)
+            if vin in found_v:
+                self._vehicles_in_db.add(vin)
+        missing_e = [e for e in set(enterprises) if e not in self._enterprises]
+        found_e = repo.load_enterprises(self.conn, missing_e)
+        for eid in missing_e:
+            self._enterprises[eid] = found_e.get(eid)
+        missing_m = [m for m in set(manufacturer_codes) if m not in self._owners]
+        found_m = repo.manufacturer_owners(self.conn, missing_m)
+        for m in missing_m:
+            self._owners[m] = found_m.get(m)
+
+    # --- the Context protocol -------------------------------------------------------------------
+
+    def battery(self, code: str) -> BatteryState | None:
+        if code not in self._batteries:
+            self.prefetch(codes=[code])
+        return self._batteries[code]
+
+    def vehicle(self, vin: str) -> VehicleState | None:
+        if vin not in self._vehicles:
+            self.prefetch(vins=[vin])
+        return self._vehicles[vin]
+
+    def enterprise(self, enterprise_id: str) -> Enterprise | None:
+        if enterprise_id not in self._enterprises:
+            self.prefetch(enterprises=[enterprise_id])
+        return self._enterprises[enterprise_id]
+
+    def manufacturer_owner(self, manufacturer_code: str) -> str | None:
+        if manufacturer_code not in self._owners:
+            self.prefetch(manufacturer_codes=[manufacturer_code])
+        return self._owners[manufacturer_code]
+
+    def components(self, code: str) -> list[str]:
+        if code not in self._components:
+            self._components[code] = repo.components(self.conn, code)
+        stored = set(self._components[code])
+        stored |= {ln.child for ln in self._link_adds if ln.parent == code and ln.kind == "component"}
+        stored -= {ln.child for ln in self._link_removes if ln.parent == code and ln.kind == "component"}
+        return sorted(stored)
+
+    def past_event(self, event_id: str) -> PastEvent | None:
+        if event_id not in self._past:
+            self._past[event_id] = repo.past_event(self.conn, event_id)
+        return self._past[event_id]
+
+    # --- the batch's own changes ----------------------------------------------------------------
+
+    def remember_event(self, event: PastEvent) -> None:
+        self._past[event.id] = event
+
+    def apply(self, changes: Changes, event_id: str) -> None:
+        for code, state in changes.batteries.items():
+            self._batteries[code] = state
+            self._dirty.add(code)
+        for code in changes.deleted_batteries:
+            self._batteries[code] = None
+            self._dirty.add(code)
+        for vin, vstate in changes.vehicles.items():
+            self._vehicles[vin] = vstate
+            self._dirty_vehicles.add(vin)
+        for vin in changes.deleted_vehicles:
+            self._vehicles[vin] = None
+            self._dirty_vehicles.add(vin)
+        for link in changes.links:
+            if link in self._link_removes:
+                self._link_removes.discard(link)
+            else:
+                self._link_adds.add(link)
+        for link in changes.removed_links:
+            if link in self._link_adds:
+                self._link_adds.discard(link)
+            else:
+                self._link_removes.add(link)
+        if changes.retracts is not None:
+            self.retractions.append((changes.retracts, event_id))
+            past = self._past.get(changes.retracts)
+            if past is not None:
+                self._past[changes.retracts] = PastEvent(
+                    id=past.id,
+                    type=past.type,
+                    actor=past.actor,
+                    battery=past.battery,
+                    vin=past.vin,
+                    undo=past.undo,
+                    retracted=True,
+                )
+
+    def flush(self) -> dict[str, Any]:
+        """Write the batch's net changes; returns counts for metrics."""
+        new: list[BatteryState] = []
+        changed: list[BatteryState] = []
+        deleted: list[str] = []
+        for code in sorted(self._dirty):
+            state = self._batteries[code]
+            if state is None:
+                if code in self._in_db:
+                    deleted.append(code)
+            elif code in self._in_db:
+                changed.append(state)
+            else:
+                new.append(state)
+        repo.delete_batteries(self.conn, deleted)
+        repo.save_batteries(self.conn, new, changed)
+        new_v: list[VehicleState] = []
+        changed_v: list[VehicleState] = []
+        deleted_v: list[str] = []
+        for vin in sorted(self._dirty_vehicles):
+            vstate = self._vehicles[vin]
+            if vstate is None:
+                if vin in self._vehicles_in_db:
+                    deleted_v.append(vin)
+            elif vin in self._vehicles_in_db:
+                changed_v.append(vstate)
+            else:
+                new_v.append(vstate)
+        repo.delete_vehicles(self.conn, deleted_v)
+        repo.save_vehicles(self.conn, new_v, changed_v)
+        repo.remove_links(self.conn, sorted(self._link_removes, key=lambda ln: (ln.parent, ln.child, ln.kind)))
+        repo.add_links(self.conn, sorted(self._link_adds, key=lambda ln: (ln.parent, ln.child, ln.kind)))
+        repo.insert_retractions(self.conn, self.retractions)
+        return {"new": len(new), "changed": len(changed), "deleted": len(deleted)}

@@ -1,0 +1,17 @@
+"""Building the registry from settings: engine, schema, signing key, log."""
+
+from __future__ import annotations
+
+from batterytrace.services.log import Log, load_signer
+from batterytrace.services.registry import Registry
+from batterytrace.settings import Settings
+from batterytrace.store.db import make_engine
+from batterytrace.store.migrate import upgrade
+
+
+def build_registry(settings: Settings, *, migrate: bool = True) -> Registry:
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    signer = load_signer(settings)
+    return Registry(engine, settings, Log(settings.log_origin, signer))
