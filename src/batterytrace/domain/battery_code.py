@@ -231,7 +231,7 @@ class _Layout:
             first = len(slots) + 1
             slot = _Slot(name, first, first + width - 1, allowed, rule)
             slots.extend([slot] * width)
-        regex = "".join("[" + "".join(sorted(s.allowed)) + "]" for s in slots)
+        regex = "".join("[" + "".join(re.escape(c) for c in sorted(s.allowed)) + "]" for s in slots)
         date_at = next(i for i, s in enumerate(slots) if s.field == "production year")
         serial_at = next(i for i, s in enumerate(slots) if s.field == "serial number")
         return _Layout(tuple(slots), re.compile(regex), date_at, serial_at)

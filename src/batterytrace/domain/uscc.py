@@ -7,11 +7,11 @@ Eighteen characters from a 31-character alphabet (no I, O, Z, S, V):
 2     entity type within that authority (机构类别代码)
 3–8   region of the registering office, GB/T 2260 digits (``100000`` for national level)
 9–17  organisation code (主体标识码, GB 11714)
-18    check character, ISO 7064 MOD 31-3 style (GB 32100-2015 §5)
+18    check character: 31 − (Σ value × weight mod 31), per GB/T 17710 (ISO 7064)
 ====  ===========================================================================
 
-Some codes issued in early pilot regions do not satisfy the check character; they are
-refused here like any other mistyped code.
+Some codes issued early in pilot regions are reported not to satisfy the check character;
+they are refused here like any mistyped code.
 """
 
 from __future__ import annotations
@@ -34,9 +34,17 @@ __all__ = [
 #: GB 32100-2015 code characters, in value order 0-30.
 USCC_ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _VALUE: Final = {ch: i for i, ch in enumerate(USCC_ALPHABET)}
-# Weights W_i = 3^(i-1) mod 31 for positions 1-17 (GB 32100-2015 §5).
+# Weights W_i = 3^(i-1) mod 31 for positions 1-17 (GB 32100-2015); all non-zero mod 31, so
+# any single changed character changes the check character.
 _WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _NATIONAL_REGION: Final = "100000"
+_DIGITS: Final = frozenset("0123456789")
+_FIELD_NAMES: Final = (
+    ("registration authority", "entity type")
+    + ("region",) * 6
+    + ("organisation code",) * 9
+    + ("check character",)
+)
 
 # Registration authorities (position 1) and the entity types each assigns (position 2):
 # (English, Chinese) names. GB 32100-2015 itself names 1, 5, 9 and Y; the other authorities were
@@ -225,15 +233,6 @@ def describe_uscc(s: str, *, field: str = "uscc") -> UsccInfo:
 def _compute(s: str) -> str:
     total = sum(_VALUE[ch] * weight for ch, weight in zip(s, _WEIGHTS, strict=False))
     return USCC_ALPHABET[(31 - total % 31) % 31]
-
-
-_DIGITS: Final = frozenset("0123456789")
-_FIELD_NAMES: Final = (
-    ("registration authority", "entity type")
-    + ("region",) * 6
-    + ("organisation code",) * 9
-    + ("check character",)
-)
 
 
 def _check_alphabet(s: str, field: str, *, start: int = 1) -> None:
