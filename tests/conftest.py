@@ -26,8 +26,13 @@ PG_URL = os.environ.get("BATTERYTRACE_TEST_POSTGRES_URL")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--db", action="store", default="sqlite", choices=("sqlite", "postgresql", "both"),
-                     help="database(s) for storage and API tests")
+    parser.addoption(
+        "--db",
+        action="store",
+        default="sqlite",
+        choices=("sqlite", "postgresql", "both"),
+        help="database(s) for storage and API tests",
+    )
 
 
 def _db_params(config: pytest.Config) -> list[str]:
@@ -64,8 +69,12 @@ def database_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, signing_key=tmp_path / "log.key", env="test",
-                    log_origin="test.batterytrace/log")
+    return Settings(
+        database_url=database_url,
+        signing_key=tmp_path / "log.key",
+        env="test",
+        log_origin="test.batterytrace/log",
+    )
 
 
 class Clock:
@@ -128,16 +137,31 @@ class Cast:
     unlicensed: Actor  # a recycler without a licence
 
 
-def make_enterprise(regulator: Actor, roles: list[str], *, codes: list[str] | None = None,
-                    network_of: str | None = None, licences: list[str] = (), region: str = "310115") -> Actor:
+def make_enterprise(
+    regulator: Actor,
+    roles: list[str],
+    *,
+    codes: list[str] | None = None,
+    network_of: str | None = None,
+    licences: list[str] = (),
+    region: str = "310115",
+) -> Actor:
     uid = f.uscc()
-    body = {"id": uid, "name": f"Enterprise {uid[-6:]}", "roles": roles, "region": region,
-            "manufacturer_codes": codes or [], "network_of": network_of}
+    body = {
+        "id": uid,
+        "name": f"Enterprise {uid[-6:]}",
+        "roles": roles,
+        "region": region,
+        "manufacturer_codes": codes or [],
+        "network_of": network_of,
+    }
     r = regulator.post("/api/v1/enterprises", body)
     assert r.status_code == 201, r.text
     for scope in licences:
-        r = regulator.post(f"/api/v1/enterprises/{uid}/licences",
-                           {"scope": scope, "valid_from": "2026-01-01", "valid_to": "2030-12-31", "region": None})
+        r = regulator.post(
+            f"/api/v1/enterprises/{uid}/licences",
+            {"scope": scope, "valid_from": "2026-01-01", "valid_to": "2030-12-31", "region": None},
+        )
         assert r.status_code == 201, r.text
     r = regulator.post(f"/api/v1/enterprises/{uid}/keys", {})
     assert r.status_code == 201, r.text

@@ -26,8 +26,13 @@ def vin() -> str:
     return make_vin("LSVAU2A3", f"PN{n:06d}")
 
 
-def code(manufacturer: str = "0AB", level: str = "P", chemistry: str = "E", serial: int | None = None,
-         day: date = date(2026, 3, 1)) -> str:
+def code(
+    manufacturer: str = "0AB",
+    level: str = "P",
+    chemistry: str = "E",
+    serial: int | None = None,
+    day: date = date(2026, 3, 1),
+) -> str:
     return make_battery_code(manufacturer, level, chemistry, "01", "A1B2C3D", day, serial or next(_serial))
 
 
@@ -46,9 +51,21 @@ def at(minutes: int) -> str:
     return (T0 + timedelta(minutes=minutes)).astimezone(timezone(timedelta(hours=8))).isoformat()
 
 
-def event(type_: str, battery: str | None, minutes: int, data: dict[str, Any] | None = None,
-          region: str = "310115", vin_: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": eid(), "type": type_, "time": at(minutes), "region": region, "data": data or {}}
+def event(
+    type_: str,
+    battery: str | None,
+    minutes: int,
+    data: dict[str, Any] | None = None,
+    region: str = "310115",
+    vin_: str | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": eid(),
+        "type": type_,
+        "time": at(minutes),
+        "region": region,
+        "data": data or {},
+    }
     if battery is not None:
         out["battery"] = battery
     if vin_ is not None:

@@ -62,17 +62,24 @@ class BodyLimit:
 
 
 class EventBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "example": {
-            "id": "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b",
-            "type": "manufactured",
-            "battery": "0ABPE01A1B2C3D4Q5K0000001",
-            "time": "2026-05-01T09:30:00+08:00",
-            "region": "320500",
-            "data": {"capacity_kwh": 60, "voltage_v": 400, "mass_kg": 300,
-                     "materials": {"li_kg": 6.0, "ni_kg": 39.5, "co_kg": 5.0, "mn_kg": 4.6, "cu_kg": 22.2}},
-        }
-    })
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "id": "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b",
+                "type": "manufactured",
+                "battery": "0ABPE01A1B2C3D4Q5K0000001",
+                "time": "2026-05-01T09:30:00+08:00",
+                "region": "320500",
+                "data": {
+                    "capacity_kwh": 60,
+                    "voltage_v": 400,
+                    "mass_kg": 300,
+                    "materials": {"li_kg": 6.0, "ni_kg": 39.5, "co_kg": 5.0, "mn_kg": 4.6, "cu_kg": 22.2},
+                },
+            }
+        },
+    )
 
     id: str = Field(description="UUID chosen by the client; resending it is idempotent")
     type: str = Field(description="event type, e.g. manufactured, shipped, received …")
@@ -86,7 +93,9 @@ class EventBody(BaseModel):
 class BatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     events: list[Any] = Field(description="events, processed in order")
-    atomic: bool = Field(default=False, description="all-or-nothing: if any event is rejected, none is recorded")
+    atomic: bool = Field(
+        default=False, description="all-or-nothing: if any event is rejected, none is recorded"
+    )
 
 
 class EnterpriseBody(BaseModel):
@@ -174,40 +183,69 @@ def create_app(registry: Registry) -> FastAPI:
     v1 = APIRouter(prefix=API)
 
     # --- enterprises ------------------------------------------------------------------------
-    @v1.post("/enterprises", status_code=201, tags=["enterprises"], openapi_extra=permission(Permission.ENTERPRISE_CREATE))
+    @v1.post(
+        "/enterprises",
+        status_code=201,
+        tags=["enterprises"],
+        openapi_extra=permission(Permission.ENTERPRISE_CREATE),
+    )
     def create_enterprise(body: EnterpriseBody, who: CallerDep) -> dict[str, Any]:
         return registry.create_enterprise(require(who, Permission.ENTERPRISE_CREATE), body.model_dump())
 
-    @v1.get("/enterprises/{enterprise_id}", tags=["enterprises"], openapi_extra=permission(Permission.ENTERPRISE_READ))
+    @v1.get(
+        "/enterprises/{enterprise_id}",
+        tags=["enterprises"],
+        openapi_extra=permission(Permission.ENTERPRISE_READ),
+    )
     def get_enterprise(enterprise_id: str, who: CallerDep) -> dict[str, Any]:
         return registry.get_enterprise(who, enterprise_id)
 
-    @v1.post("/enterprises/{enterprise_id}/licences", status_code=201, tags=["enterprises"],
-             openapi_extra=permission(Permission.LICENCE_GRANT))
+    @v1.post(
+        "/enterprises/{enterprise_id}/licences",
+        status_code=201,
+        tags=["enterprises"],
+        openapi_extra=permission(Permission.LICENCE_GRANT),
+    )
     def grant_licence(enterprise_id: str, body: LicenceBody, who: CallerDep) -> dict[str, Any]:
-        return registry.grant_licence(require(who, Permission.LICENCE_GRANT), enterprise_id, body.model_dump())
+        return registry.grant_licence(
+            require(who, Permission.LICENCE_GRANT), enterprise_id, body.model_dump()
+        )
 
-    @v1.post("/enterprises/{enterprise_id}/keys", status_code=201, tags=["enterprises"],
-             openapi_extra=permission(Permission.KEY_CREATE_OWN))
+    @v1.post(
+        "/enterprises/{enterprise_id}/keys",
+        status_code=201,
+        tags=["enterprises"],
+        openapi_extra=permission(Permission.KEY_CREATE_OWN),
+    )
     def create_key(enterprise_id: str, who: CallerDep, body: KeyBody | None = None) -> dict[str, Any]:
         from batterytrace.domain.events import parse_event_time
 
         expires = parse_event_time(body.expires_at, "expires_at") if body and body.expires_at else None
-        return registry.create_key(require(who, Permission.KEY_CREATE_OWN), enterprise_id,
-                                   label=body.label if body else None, expires_at=expires)
+        return registry.create_key(
+            require(who, Permission.KEY_CREATE_OWN),
+            enterprise_id,
+            label=body.label if body else None,
+            expires_at=expires,
+        )
 
-    @v1.delete("/enterprises/{enterprise_id}/keys/{key_id}", tags=["enterprises"],
-               openapi_extra=permission(Permission.KEY_CREATE_OWN))
+    @v1.delete(
+        "/enterprises/{enterprise_id}/keys/{key_id}",
+        tags=["enterprises"],
+        openapi_extra=permission(Permission.KEY_CREATE_OWN),
+    )
     def revoke_key(enterprise_id: str, key_id: str, who: CallerDep) -> dict[str, Any]:
         return registry.revoke_key(require(who, Permission.KEY_CREATE_OWN), enterprise_id, key_id)
 
     @v1.get("/facilities", tags=["enterprises"], openapi_extra=permission(Permission.PUBLIC_READ))
     def facilities(
-        province: Annotated[str | None, Query(pattern=r"^\d{2}$", description="2-digit province code")] = None,
+        province: Annotated[
+            str | None, Query(pattern=r"^\d{2}$", description="2-digit province code")
+        ] = None,
     ) -> dict[str, Any]:
         """Licensed facilities and collection outlets, optionally in one province (public)."""
         items = [
-            e for e in registry.list_enterprises(province=province)
+            e
+            for e in registry.list_enterprises(province=province)
             if e["licensed_scopes"] or "service_outlet" in e["roles"]
         ]
         return {"items": items}
@@ -231,8 +269,11 @@ def create_app(registry: Registry) -> FastAPI:
             )
         results = registry.record(require(who, Permission.EVENT_RECORD), body.events, atomic=body.atomic)
         accepted = sum(1 for r in results if r.status == "accepted")
-        return {"accepted": accepted, "rejected": len(results) - accepted,
-                "results": [result_json(r) for r in results]}
+        return {
+            "accepted": accepted,
+            "rejected": len(results) - accepted,
+            "results": [result_json(r) for r in results],
+        }
 
     # --- batteries ------------------------------------------------------------------------------
     @v1.get("/batteries", tags=["batteries"], openapi_extra=permission(Permission.BATTERY_READ))
@@ -250,8 +291,17 @@ def create_app(registry: Registry) -> FastAPI:
         limit: Annotated[int, Query(ge=1)] = 100,
         after: Annotated[str | None, Query(description="cursor: the last code of the previous page")] = None,
     ) -> dict[str, Any]:
-        filters = {"stage": stage, "holder": holder, "producer": producer, "level": level, "chemistry": chemistry,
-                   "manufacturer": manufacturer, "in_transit_to": in_transit_to, "vin": vin, "parent": parent}
+        filters = {
+            "stage": stage,
+            "holder": holder,
+            "producer": producer,
+            "level": level,
+            "chemistry": chemistry,
+            "manufacturer": manufacturer,
+            "in_transit_to": in_transit_to,
+            "vin": vin,
+            "parent": parent,
+        }
         return registry.list_batteries(who, filters=filters, limit=limit, after=after)
 
     @v1.get("/batteries/{code}", tags=["batteries"], openapi_extra=permission(Permission.PUBLIC_READ))
@@ -271,18 +321,28 @@ def create_app(registry: Registry) -> FastAPI:
         return {"items": registry.security_events(require(who, Permission.SECURITY_READ), limit, enterprise)}
 
     # --- the log ---------------------------------------------------------------------------------
-    @v1.get("/log/checkpoint", tags=["log"], response_class=PlainTextResponse,
-            openapi_extra=permission(Permission.PUBLIC_READ))
+    @v1.get(
+        "/log/checkpoint",
+        tags=["log"],
+        response_class=PlainTextResponse,
+        openapi_extra=permission(Permission.PUBLIC_READ),
+    )
     def checkpoint() -> PlainTextResponse:
         note = logsvc.latest_checkpoint(registry.engine)
         if note is None:
             raise DomainError(E.LOG_UNAVAILABLE, "the log is empty: no checkpoint has been signed yet")
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
-    @v1.get("/log/key", tags=["log"], response_class=PlainTextResponse,
-            openapi_extra=permission(Permission.PUBLIC_READ))
+    @v1.get(
+        "/log/key",
+        tags=["log"],
+        response_class=PlainTextResponse,
+        openapi_extra=permission(Permission.PUBLIC_READ),
+    )
     def log_key() -> PlainTextResponse:
-        return PlainTextResponse(registry.log.signer.verifier_key + "\n", media_type="text/plain; charset=utf-8")
+        return PlainTextResponse(
+            registry.log.signer.verifier_key + "\n", media_type="text/plain; charset=utf-8"
+        )
 
     @v1.get("/log/entries/{index}", tags=["log"], openapi_extra=permission(Permission.PUBLIC_READ))
     def log_entry(index: int) -> dict[str, Any]:
@@ -293,17 +353,30 @@ def create_app(registry: Registry) -> FastAPI:
         return item
 
     @v1.get("/log/proof/inclusion", tags=["log"], openapi_extra=permission(Permission.PUBLIC_READ))
-    def inclusion(index: Annotated[int, Query(ge=0)], size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    def inclusion(
+        index: Annotated[int, Query(ge=0)], size: Annotated[int | None, Query(ge=1)] = None
+    ) -> dict[str, Any]:
         p = logsvc.prove_inclusion(registry.engine, index, size)
-        return {"index": p["index"], "size": p["size"], "leaf_hash": _b64(p["leaf_hash"]), "root": _b64(p["root"]),
-                "hashes": [_b64(h) for h in p["hashes"]]}
+        return {
+            "index": p["index"],
+            "size": p["size"],
+            "leaf_hash": _b64(p["leaf_hash"]),
+            "root": _b64(p["root"]),
+            "hashes": [_b64(h) for h in p["hashes"]],
+        }
 
     @v1.get("/log/proof/consistency", tags=["log"], openapi_extra=permission(Permission.PUBLIC_READ))
-    def consistency(first: Annotated[int, Query(ge=1)], second: Annotated[int | None, Query(ge=1)] = None
-                    ) -> dict[str, Any]:
+    def consistency(
+        first: Annotated[int, Query(ge=1)], second: Annotated[int | None, Query(ge=1)] = None
+    ) -> dict[str, Any]:
         p = logsvc.prove_consistency(registry.engine, first, second)
-        return {"first": p["first"], "second": p["second"], "first_root": _b64(p["first_root"]),
-                "second_root": _b64(p["second_root"]), "hashes": [_b64(h) for h in p["hashes"]]}
+        return {
+            "first": p["first"],
+            "second": p["second"],
+            "first_root": _b64(p["first_root"]),
+            "second_root": _b64(p["second_root"]),
+            "hashes": [_b64(h) for h in p["hashes"]],
+        }
 
     app.include_router(v1)
 

@@ -51,8 +51,9 @@ def problem_body(error: DomainError, instance: str | None = None) -> dict[str, A
     return body
 
 
-def problem_response(error: DomainError, request: Request | None = None, headers: dict[str, str] | None = None
-                     ) -> JSONResponse:
+def problem_response(
+    error: DomainError, request: Request | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = problem_body(error, request.url.path if request is not None else None)
     rid = getattr(request.state, "request_id", None) if request is not None else None
     if rid:
@@ -81,8 +82,9 @@ def validation_error(exc: RequestValidationError) -> DomainError:
     field = _field_from_loc(loc)
     kind = first.get("type", "")
     if kind == "json_invalid":
-        return DomainError(E.REQUEST_MALFORMED, "the request body is not valid JSON: " + str(first.get("msg")),
-                           field="body")
+        return DomainError(
+            E.REQUEST_MALFORMED, "the request body is not valid JSON: " + str(first.get("msg")), field="body"
+        )
     if kind == "missing":
         message = f"'{field}' is required"
     else:
@@ -124,8 +126,10 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     import logging
 
     logging.getLogger("batterytrace.api").exception("unexpected error on %s", request.url.path)
-    err = DomainError(E.INTERNAL, "the registry could not complete the request; nothing was recorded. "
-                      "Retry with the same event ids")
+    err = DomainError(
+        E.INTERNAL,
+        "the registry could not complete the request; nothing was recorded. Retry with the same event ids",
+    )
     response = problem_response(err, request)
     response.status_code = 500
     return response

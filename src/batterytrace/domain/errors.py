@@ -8,11 +8,11 @@ and a message written for the person who has to fix the input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     """What sort of failure an error is; the API maps each kind to one HTTP status."""
 
     INVALID = "invalid"  # the input breaks a rule of form: 422
@@ -43,16 +43,24 @@ def _spec(code: str, kind: ErrorKind, title: str) -> str:
 
 # --- identifiers -------------------------------------------------------------------------
 CODE_LENGTH = _spec("code.bad_length", ErrorKind.INVALID, "Battery code has the wrong length")
-CODE_CHARACTER = _spec("code.bad_character", ErrorKind.INVALID, "Battery code has a character not allowed here")
+CODE_CHARACTER = _spec(
+    "code.bad_character", ErrorKind.INVALID, "Battery code has a character not allowed here"
+)
 CODE_DATE = _spec("code.bad_date", ErrorKind.INVALID, "Battery code's production date is not a real date")
 CODE_SERIAL = _spec("code.bad_serial", ErrorKind.INVALID, "Battery code's serial number is out of range")
 VIN_LENGTH = _spec("vin.bad_length", ErrorKind.INVALID, "VIN has the wrong length")
 VIN_CHARACTER = _spec("vin.bad_character", ErrorKind.INVALID, "VIN has a character not allowed")
 VIN_CHECK = _spec("vin.bad_check_character", ErrorKind.INVALID, "VIN check character does not match")
 USCC_LENGTH = _spec("uscc.bad_length", ErrorKind.INVALID, "Unified social credit code has the wrong length")
-USCC_CHARACTER = _spec("uscc.bad_character", ErrorKind.INVALID, "Unified social credit code has a character not allowed")
-USCC_CHECK = _spec("uscc.bad_check_character", ErrorKind.INVALID, "Unified social credit code check character does not match")
-REGION_INVALID = _spec("region.invalid", ErrorKind.INVALID, "Region code is not a known administrative division")
+USCC_CHARACTER = _spec(
+    "uscc.bad_character", ErrorKind.INVALID, "Unified social credit code has a character not allowed"
+)
+USCC_CHECK = _spec(
+    "uscc.bad_check_character", ErrorKind.INVALID, "Unified social credit code check character does not match"
+)
+REGION_INVALID = _spec(
+    "region.invalid", ErrorKind.INVALID, "Region code is not a known administrative division"
+)
 
 # --- requests ----------------------------------------------------------------------------
 REQUEST_INVALID = _spec("request.invalid", ErrorKind.INVALID, "The request does not have the expected shape")
@@ -75,7 +83,9 @@ ENTERPRISE_UNKNOWN = _spec("enterprise.unknown", ErrorKind.NOT_FOUND, "No such e
 ENTERPRISE_EXISTS = _spec("enterprise.exists", ErrorKind.CONFLICT, "The enterprise is already registered")
 ENTERPRISE_INVALID = _spec("enterprise.invalid", ErrorKind.INVALID, "The enterprise record is not valid")
 MANUFACTURER_CODE_TAKEN = _spec(
-    "enterprise.manufacturer_code_taken", ErrorKind.CONFLICT, "The manufacturer code belongs to another enterprise"
+    "enterprise.manufacturer_code_taken",
+    ErrorKind.CONFLICT,
+    "The manufacturer code belongs to another enterprise",
 )
 LICENCE_INVALID = _spec("licence.invalid", ErrorKind.INVALID, "The licence is not valid")
 LICENCE_MISSING = _spec("licence.missing", ErrorKind.FORBIDDEN, "A valid licence is required")
@@ -84,10 +94,14 @@ KEY_UNKNOWN = _spec("key.unknown", ErrorKind.NOT_FOUND, "No such API key")
 
 # --- events and lifecycle ----------------------------------------------------------------
 EVENT_UNKNOWN_TYPE = _spec("event.unknown_type", ErrorKind.INVALID, "Unknown event type")
-EVENT_ID_REUSED = _spec("event.id_reused", ErrorKind.CONFLICT, "The event id was already used for another event")
+EVENT_ID_REUSED = _spec(
+    "event.id_reused", ErrorKind.CONFLICT, "The event id was already used for another event"
+)
 EVENT_TIME_INVALID = _spec("event.bad_time", ErrorKind.INVALID, "The event time is not valid")
 EVENT_TIME_IN_FUTURE = _spec("event.time_in_future", ErrorKind.INVALID, "The event time is in the future")
-EVENT_TIME_ORDER = _spec("lifecycle.time_before_previous", ErrorKind.CONFLICT, "The event is earlier than the battery's last event")
+EVENT_TIME_ORDER = _spec(
+    "lifecycle.time_before_previous", ErrorKind.CONFLICT, "The event is earlier than the battery's last event"
+)
 EVENT_UNKNOWN = _spec("event.unknown", ErrorKind.NOT_FOUND, "No such event")
 BATTERY_UNKNOWN = _spec("battery.unknown", ErrorKind.NOT_FOUND, "The battery is not registered")
 BATTERY_EXISTS = _spec("battery.exists", ErrorKind.CONFLICT, "The battery is already registered")
@@ -95,9 +109,13 @@ VEHICLE_UNKNOWN = _spec("vehicle.unknown", ErrorKind.NOT_FOUND, "The vehicle is 
 NOT_MANUFACTURER = _spec(
     "lifecycle.not_code_owner", ErrorKind.FORBIDDEN, "The manufacturer code belongs to another enterprise"
 )
-WRONG_ROLE = _spec("lifecycle.wrong_role", ErrorKind.FORBIDDEN, "The enterprise does not have the role this step needs")
+WRONG_ROLE = _spec(
+    "lifecycle.wrong_role", ErrorKind.FORBIDDEN, "The enterprise does not have the role this step needs"
+)
 NOT_HOLDER = _spec("lifecycle.not_holder", ErrorKind.FORBIDDEN, "The enterprise does not hold the battery")
-WRONG_STAGE = _spec("lifecycle.wrong_stage", ErrorKind.CONFLICT, "The battery is not at a stage where this step is allowed")
+WRONG_STAGE = _spec(
+    "lifecycle.wrong_stage", ErrorKind.CONFLICT, "The battery is not at a stage where this step is allowed"
+)
 IN_TRANSIT = _spec("lifecycle.in_transit", ErrorKind.CONFLICT, "The battery is in transit")
 NOT_IN_TRANSIT_TO_ACTOR = _spec(
     "lifecycle.not_addressee", ErrorKind.FORBIDDEN, "The battery is not in transit to this enterprise"
@@ -108,17 +126,25 @@ WASTE_UNLICENSED = _spec(
 )
 WASTE_NOT_ALLOWED = _spec("lifecycle.waste", ErrorKind.CONFLICT, "A retired (waste) battery cannot do this")
 E_BIKE_FORBIDDEN = _spec(
-    "lifecycle.e_bike_forbidden", ErrorKind.FORBIDDEN, "Retired and second-life power batteries may not go into e-bikes"
+    "lifecycle.e_bike_forbidden",
+    ErrorKind.FORBIDDEN,
+    "Retired and second-life power batteries may not go into e-bikes",
 )
 ATTACHED = _spec("lifecycle.part_of_parent", ErrorKind.CONFLICT, "The battery is part of a larger battery")
 HIERARCHY = _spec("lifecycle.bad_hierarchy", ErrorKind.CONFLICT, "The batteries cannot be linked this way")
 VEHICLE_SCRAPPED = _spec("lifecycle.vehicle_scrapped", ErrorKind.CONFLICT, "The vehicle has been scrapped")
-VEHICLE_STATE = _spec("lifecycle.vehicle_state", ErrorKind.CONFLICT, "The vehicle is not in a state that allows this")
-SECOND_LIFE_CODE = _spec("lifecycle.second_life_code", ErrorKind.INVALID, "The code form does not fit this step")
+VEHICLE_STATE = _spec(
+    "lifecycle.vehicle_state", ErrorKind.CONFLICT, "The vehicle is not in a state that allows this"
+)
+SECOND_LIFE_CODE = _spec(
+    "lifecycle.second_life_code", ErrorKind.INVALID, "The code form does not fit this step"
+)
 GRADED_FOR_RECYCLING = _spec(
     "lifecycle.graded_for_recycling", ErrorKind.CONFLICT, "The battery was graded for recycling"
 )
-RETRACT_NOT_ALLOWED = _spec("lifecycle.retraction_refused", ErrorKind.CONFLICT, "The event cannot be retracted")
+RETRACT_NOT_ALLOWED = _spec(
+    "lifecycle.retraction_refused", ErrorKind.CONFLICT, "The event cannot be retracted"
+)
 NOT_MISSING = _spec("lifecycle.not_missing", ErrorKind.CONFLICT, "The battery is not reported missing")
 MASS_BALANCE = _spec("lifecycle.mass_balance", ErrorKind.INVALID, "The quantities do not balance")
 
@@ -128,7 +154,9 @@ LOG_UNAVAILABLE = _spec("log.unavailable", ErrorKind.UNAVAILABLE, "The log is no
 
 # --- server ------------------------------------------------------------------------------
 INTERNAL = _spec("server.internal", ErrorKind.UNAVAILABLE, "The registry could not complete the request")
-STORE_BUSY = _spec("server.busy", ErrorKind.UNAVAILABLE, "The registry is busy; retry with the same event ids")
+STORE_BUSY = _spec(
+    "server.busy", ErrorKind.UNAVAILABLE, "The registry is busy; retry with the same event ids"
+)
 
 # --- policy ------------------------------------------------------------------------------
 POLICY_INVALID = _spec("policy.invalid", ErrorKind.INVALID, "The policy file is not valid")

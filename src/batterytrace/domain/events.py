@@ -28,7 +28,9 @@ def _invalid(field: str, message: str) -> DomainError:
 def parse_event_time(value: Any, field: str = "time") -> datetime:
     """An RFC 3339 date-time with an explicit UTC offset."""
     if not isinstance(value, str):
-        raise DomainError(E.EVENT_TIME_INVALID, f"'{field}' must be an RFC 3339 date-time string", field=field)
+        raise DomainError(
+            E.EVENT_TIME_INVALID, f"'{field}' must be an RFC 3339 date-time string", field=field
+        )
     text = value.strip()
     if len(text) < 20 or text[10] not in "Tt ":
         raise DomainError(
@@ -59,7 +61,9 @@ def require_mapping(value: Any, field: str) -> dict[str, Any]:
     return dict(value)
 
 
-def require_str(data: Mapping[str, Any], key: str, prefix: str = "data", *, optional: bool = False) -> str | None:
+def require_str(
+    data: Mapping[str, Any], key: str, prefix: str = "data", *, optional: bool = False
+) -> str | None:
     path = f"{prefix}.{key}"
     if key not in data or data[key] is None:
         if optional:
@@ -105,7 +109,9 @@ def parse_event(obj: Any, *, now: datetime) -> EventIn:
     body = require_mapping(obj, "event")
     unknown = sorted(set(body) - TOP_LEVEL_FIELDS)
     if unknown:
-        raise _invalid(unknown[0], f"unknown field '{unknown[0]}'; allowed: {', '.join(sorted(TOP_LEVEL_FIELDS))}")
+        raise _invalid(
+            unknown[0], f"unknown field '{unknown[0]}'; allowed: {', '.join(sorted(TOP_LEVEL_FIELDS))}"
+        )
     raw_id = body.get("id")
     if raw_id is None:
         raise _invalid("id", "'id' is required: a UUID chosen by the client, reused when retrying")
@@ -175,4 +181,6 @@ def parse_event(obj: Any, *, now: datetime) -> EventIn:
             battery = parse_battery_code(raw_code).raw
         except DomainError as exc:
             raise exc.with_field("battery") from None
-    return EventIn(id=event_id, type=event_type, time=time, region=region, data=data, battery=battery, vin=vin)
+    return EventIn(
+        id=event_id, type=event_type, time=time, region=region, data=data, battery=battery, vin=vin
+    )

@@ -32,7 +32,12 @@ from batterytrace.domain.model import (
     Stage,
     VehicleState,
 )
-from batterytrace.domain.snapshots import battery_from_dict, battery_to_dict, vehicle_from_dict, vehicle_to_dict
+from batterytrace.domain.snapshots import (
+    battery_from_dict,
+    battery_to_dict,
+    vehicle_from_dict,
+    vehicle_to_dict,
+)
 
 MAX_CHILDREN = 10_000
 E_BIKE_APPLICATIONS = frozenset({"e_bike", "ebike", "e-bike", "electric_bicycle"})
@@ -242,7 +247,12 @@ def _manufactured(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             field="data.materials",
         )
     carbon = require_number(data, "carbon_kgco2e_per_kwh", optional=True, maximum=10_000)
-    spec: dict[str, Any] = {"capacity_kwh": capacity, "voltage_v": voltage, "mass_kg": mass, "materials": materials}
+    spec: dict[str, Any] = {
+        "capacity_kwh": capacity,
+        "voltage_v": voltage,
+        "mass_kg": mass,
+        "materials": materials,
+    }
     if carbon is not None:
         spec["carbon_kgco2e_per_kwh"] = carbon
     for extra in ("cathode", "model"):
@@ -274,11 +284,15 @@ def _assembled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     _check_not_in_transit(ev, parent)
     _check_stage(ev, parent, (Stage.NEW,))
     if parent.level == "cell":
-        raise DomainError(E.HIERARCHY, f"battery {parent.code} is a cell: cells have no components", field="battery")
+        raise DomainError(
+            E.HIERARCHY, f"battery {parent.code} is a cell: cells have no components", field="battery"
+        )
     raw = ev.data.get("children")
     if not isinstance(raw, list) or not raw:
         raise DomainError(
-            E.REQUEST_INVALID, "'data.children' must be a non-empty list of battery codes", field="data.children"
+            E.REQUEST_INVALID,
+            "'data.children' must be a non-empty list of battery codes",
+            field="data.children",
         )
     if len(raw) > MAX_CHILDREN:
         raise DomainError(
@@ -305,14 +319,20 @@ def _assembled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
                 field=path,
             )
         if child.attached:
-            raise DomainError(E.HIERARCHY, f"'{path}': battery {code} is already part of {child.parent}", field=path)
+            raise DomainError(
+                E.HIERARCHY, f"'{path}': battery {code} is already part of {child.parent}", field=path
+            )
         if child.holder != actor.id or child.in_transit_to is not None:
             raise DomainError(
-                E.NOT_HOLDER, f"'{path}': battery {code} is not held by {actor.id}, the holder of the parent", field=path
+                E.NOT_HOLDER,
+                f"'{path}': battery {code} is not held by {actor.id}, the holder of the parent",
+                field=path,
             )
         if child.stage != Stage.NEW:
             raise DomainError(
-                E.WRONG_STAGE, f"'{path}': battery {code} is {child.stage}; only new batteries are assembled", field=path
+                E.WRONG_STAGE,
+                f"'{path}': battery {code} is {child.stage}; only new batteries are assembled",
+                field=path,
             )
         changes.batteries[code] = _advance(child, parent=parent.code, attached=True)
         changes.links.append(Link(parent=parent.code, child=code, kind="component"))
@@ -331,7 +351,9 @@ def _shipped(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     assert to is not None
     receiver = ctx.enterprise(to)
     if receiver is None:
-        raise DomainError(E.ENTERPRISE_UNKNOWN, f"'data.to': no enterprise {to} is registered", field="data.to")
+        raise DomainError(
+            E.ENTERPRISE_UNKNOWN, f"'data.to': no enterprise {to} is registered", field="data.to"
+        )
     if receiver.id == actor.id:
         raise DomainError(E.REQUEST_INVALID, "'data.to' names the sender itself", field="data.to")
     if state.is_waste:
@@ -397,10 +419,13 @@ def _installed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             raise DomainError(E.VEHICLE_SCRAPPED, f"vehicle {vin} has been scrapped", field="data.vin")
         if vehicle is None:
             automaker = actor.id if actor.has_role(Role.AUTOMAKER) else None
-            changes.vehicles[vin] = VehicleState(vin=vin, automaker=automaker, status="registered", last_event_id=ev.id)
+            changes.vehicles[vin] = VehicleState(
+                vin=vin, automaker=automaker, status="registered", last_event_id=ev.id
+            )
         installer = actor.id if actor.has_role(Role.AUTOMAKER) else state.installer
-        new_state = _advance(state, stage=Stage.INSTALLED, vin=vin, system=None, application=application,
-                             installer=installer)
+        new_state = _advance(
+            state, stage=Stage.INSTALLED, vin=vin, system=None, application=application, installer=installer
+        )
     else:
         system = require_str(ev.data, "system")
         application = (require_str(ev.data, "application", optional=True) or "stationary").lower()
@@ -429,7 +454,9 @@ def _vehicle_sold(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     if vehicle is not None:
         if vehicle.automaker is not None and vehicle.automaker != actor.id:
             raise DomainError(
-                E.NOT_HOLDER, f"vehicle {vin} was built by another automaker; only it reports the sale", field="vin"
+                E.NOT_HOLDER,
+                f"vehicle {vin} was built by another automaker; only it reports the sale",
+                field="vin",
             )
         if vehicle.status == "scrapped":
             raise DomainError(E.VEHICLE_SCRAPPED, f"vehicle {vin} has been scrapped", field="vin")
@@ -439,7 +466,9 @@ def _vehicle_sold(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             raise DomainError(E.EVENT_TIME_ORDER, "'time' is before the vehicle's last event", field="time")
         new = replace(vehicle, automaker=actor.id, status="in_service", sold_at=ev.time)
     else:
-        new = VehicleState(vin=vin, automaker=actor.id, status="in_service", last_event_id=ev.id, sold_at=ev.time)
+        new = VehicleState(
+            vin=vin, automaker=actor.id, status="in_service", last_event_id=ev.id, sold_at=ev.time
+        )
     return Changes(vehicles={vin: new})
 
 
@@ -493,7 +522,9 @@ def _removed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         )
     return Changes(
         batteries={
-            state.code: _advance(state, stage=Stage.REMOVED, holder=actor.id, vin=None, system=None, application=None)
+            state.code: _advance(
+                state, stage=Stage.REMOVED, holder=actor.id, vin=None, system=None, application=None
+            )
         }
     )
 
@@ -514,7 +545,9 @@ def _retired(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             field="battery",
         )
     return Changes(
-        batteries={state.code: _advance(state, stage=Stage.RETIRED, retired_at=ev.time, vin=None, system=None)}
+        batteries={
+            state.code: _advance(state, stage=Stage.RETIRED, retired_at=ev.time, vin=None, system=None)
+        }
     )
 
 
@@ -550,7 +583,9 @@ def _repurposed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         )
     into = _code_field(ev.data.get("into"), "data.into") if ev.data.get("into") is not None else None
     if into is None:
-        raise DomainError(E.REQUEST_INVALID, "'data.into' is required: the second-life product's code", field="data.into")
+        raise DomainError(
+            E.REQUEST_INVALID, "'data.into' is required: the second-life product's code", field="data.into"
+        )
     product_code = parse_battery_code(into)
     if not product_code.second_life:
         raise DomainError(
@@ -588,7 +623,9 @@ def _repurposed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     else:
         if not existing.second_life or existing.producer != actor.id:
             raise DomainError(
-                E.HIERARCHY, f"'data.into': {into} is not a second-life product of {actor.id}", field="data.into"
+                E.HIERARCHY,
+                f"'data.into': {into} is not a second-life product of {actor.id}",
+                field="data.into",
             )
         if existing.stage != Stage.NEW or existing.holder != actor.id or existing.in_transit_to is not None:
             raise DomainError(
@@ -599,7 +636,9 @@ def _repurposed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             )
         product = existing
         if capacity is not None:
-            product = _advance(product, capacity_kwh=capacity, spec={**product.spec, "capacity_kwh": capacity})
+            product = _advance(
+                product, capacity_kwh=capacity, spec={**product.spec, "capacity_kwh": capacity}
+            )
     changes.batteries[into] = product
     changes.batteries[state.code] = _advance(state, stage=Stage.REPURPOSED)
     changes.links.append(Link(parent=state.code, child=into, kind="origin"))
@@ -614,8 +653,11 @@ def _dismantled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     _check_licence(ev, actor, (Scope.DISMANTLING, Scope.RECYCLING, Scope.SECOND_LIFE))
     _check_stage(ev, state, (Stage.RETIRED,))
     if state.level == "cell":
-        raise DomainError(E.HIERARCHY, f"battery {state.code} is a cell: only packs and modules are dismantled",
-                          field="battery")
+        raise DomainError(
+            E.HIERARCHY,
+            f"battery {state.code} is a cell: only packs and modules are dismantled",
+            field="battery",
+        )
     changes = Changes()
     changes.batteries[state.code] = _advance(state, stage=Stage.DISMANTLED)
     for code in ctx.components(state.code):
@@ -623,7 +665,12 @@ def _dismantled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         if child is None:
             continue
         changes.batteries[code] = _advance(
-            child, attached=False, stage=Stage.RETIRED, holder=actor.id, in_transit_to=None, retired_at=ev.time
+            child,
+            attached=False,
+            stage=Stage.RETIRED,
+            holder=actor.id,
+            in_transit_to=None,
+            retired_at=ev.time,
         )
     return changes
 
@@ -640,7 +687,9 @@ def _recycled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     assert mass is not None
     if ev.data.get("recovered") is None:
         raise DomainError(
-            E.REQUEST_INVALID, "'data.recovered' is required: the materials recovered, in kg", field="data.recovered"
+            E.REQUEST_INVALID,
+            "'data.recovered' is required: the materials recovered, in kg",
+            field="data.recovered",
         )
     recovered = _materials(ev.data, "recovered")
     if sum(recovered.values()) > mass:
@@ -657,19 +706,24 @@ def _reported_missing(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     _check_open(ev, state)
     if state.holder != actor.id and not actor.is_regulator:
         raise DomainError(
-            E.NOT_HOLDER, f"only the holder of battery {state.code} or a regulator may report it missing",
+            E.NOT_HOLDER,
+            f"only the holder of battery {state.code} or a regulator may report it missing",
             field="battery",
         )
     if state.stage == Stage.MISSING:
         raise DomainError(E.WRONG_STAGE, f"battery {state.code} is already reported missing", field="battery")
-    return Changes(batteries={state.code: _advance(state, stage=Stage.MISSING, stage_before_missing=state.stage)})
+    return Changes(
+        batteries={state.code: _advance(state, stage=Stage.MISSING, stage_before_missing=state.stage)}
+    )
 
 
 def _found(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     state = _battery(ev, ctx)
     _check_role(ev, actor, (Role.REGULATOR,))
     if state.stage != Stage.MISSING:
-        raise DomainError(E.NOT_MISSING, f"battery {state.code} is {state.stage}, not missing", field="battery")
+        raise DomainError(
+            E.NOT_MISSING, f"battery {state.code} is {state.stage}, not missing", field="battery"
+        )
     back = state.stage_before_missing or Stage.NEW
     return Changes(batteries={state.code: _advance(state, stage=back, stage_before_missing=None)})
 
@@ -681,7 +735,9 @@ def _exported(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     _check_not_in_transit(ev, state)
     if state.is_waste:
         raise DomainError(
-            E.WASTE_NOT_ALLOWED, f"battery {state.code} is retired (waste) and may not be exported", field="battery"
+            E.WASTE_NOT_ALLOWED,
+            f"battery {state.code} is retired (waste) and may not be exported",
+            field="battery",
         )
     if state.stage == Stage.MISSING:
         raise DomainError(E.WRONG_STAGE, f"battery {state.code} is reported missing", field="battery")
@@ -702,20 +758,26 @@ def _retracted(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     try:
         target_id = str(uuid.UUID(raw_target))
     except ValueError:
-        raise DomainError(E.REQUEST_INVALID, "'data.event' must be the UUID of the event to retract",
-                          field="data.event") from None
+        raise DomainError(
+            E.REQUEST_INVALID, "'data.event' must be the UUID of the event to retract", field="data.event"
+        ) from None
     require_str(ev.data, "reason")
     target = ctx.past_event(target_id)
     if target is None:
         raise DomainError(E.EVENT_UNKNOWN, f"'data.event': no accepted event {target_id}", field="data.event")
     if target.type == EventType.RETRACTED:
-        raise DomainError(E.RETRACT_NOT_ALLOWED, "a retraction cannot itself be retracted", field="data.event")
+        raise DomainError(
+            E.RETRACT_NOT_ALLOWED, "a retraction cannot itself be retracted", field="data.event"
+        )
     if target.retracted:
-        raise DomainError(E.RETRACT_NOT_ALLOWED, f"event {target_id} is already retracted", field="data.event")
+        raise DomainError(
+            E.RETRACT_NOT_ALLOWED, f"event {target_id} is already retracted", field="data.event"
+        )
     if target.actor != actor.id and not actor.is_regulator:
         raise DomainError(
-            E.PERMISSION_DENIED, f"event {target_id} was recorded by another enterprise; only it or a regulator "
-            "may retract it", field="data.event",
+            E.PERMISSION_DENIED,
+            f"event {target_id} was recorded by another enterprise; only it or a regulator may retract it",
+            field="data.event",
         )
     subject = ev.battery or ev.vin
     if subject not in (target.battery, target.vin):
@@ -793,7 +855,9 @@ def decide(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
     for code, state in changes.batteries.items():
         before = ctx.battery(code)
         undo_batteries[code] = battery_to_dict(before) if before is not None else None
-        stamped[code] = replace(state, last_event_id=ev.id, last_event_time=max(ev.time, state.last_event_time))
+        stamped[code] = replace(
+            state, last_event_id=ev.id, last_event_time=max(ev.time, state.last_event_time)
+        )
     changes.batteries = stamped
     undo_vehicles: dict[str, Any] = {}
     stamped_v: dict[str, VehicleState] = {}

@@ -37,11 +37,13 @@ def battery_to_dict(state: BatteryState) -> dict[str, Any]:
 
 
 def battery_from_dict(row: dict[str, Any]) -> BatteryState:
-    values = {name: row.get(name) for name in BATTERY_FIELDS}
+    values: dict[str, Any] = {name: row.get(name) for name in BATTERY_FIELDS}
     for name in _BATTERY_TIMES:
         values[name] = _time_in(values[name])
     values["stage"] = Stage(values["stage"])
-    values["stage_before_missing"] = Stage(values["stage_before_missing"]) if values["stage_before_missing"] else None
+    values["stage_before_missing"] = (
+        Stage(values["stage_before_missing"]) if values["stage_before_missing"] else None
+    )
     values["attached"] = bool(values["attached"])
     values["second_life"] = bool(values["second_life"])
     values["spec"] = dict(values["spec"] or {})
@@ -56,7 +58,7 @@ def vehicle_to_dict(state: VehicleState) -> dict[str, Any]:
 
 
 def vehicle_from_dict(row: dict[str, Any]) -> VehicleState:
-    values = {name: row.get(name) for name in VEHICLE_FIELDS}
+    values: dict[str, Any] = {name: row.get(name) for name in VEHICLE_FIELDS}
     for name in _VEHICLE_TIMES:
         values[name] = _time_in(values[name])
     return VehicleState(**values)

@@ -8,6 +8,7 @@ and ``verify`` can recompute a leaf from a database row.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,9 +23,23 @@ class EntryError(ValueError):
     """A value cannot be written as a canonical JSON log entry."""
 
 
+_SAFE_INTEGER = 2**53 - 1
+
+
 def _plain(value: Any, path: str) -> Any:
     """Copy ``value`` into the dicts and lists the canonicalizer accepts."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EntryError(f"entry number at {path} is {value}; JSON has no NaN or infinity")
+        # Beyond ±(2^53 − 1) a JSON number (an IEEE 754 double) is no longer exact, and a
+        # large float written in canonical form reads back as a different integer.
+        if not -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+            raise EntryError(
+                f"entry number {value} at {path} is beyond ±(2^53 − 1), where JSON numbers stop "
+                "being exact; send it as a string"
+            )
         return value
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
@@ -45,7 +60,9 @@ def canonical_entry(obj: Mapping[str, Any]) -> bytes:
     """The RFC 8785 canonical JSON bytes of the entry object ``obj``.
 
     Raises :class:`EntryError` for values JSON cannot represent exactly: non-string keys,
-    bytes, dates and other objects, NaN and infinities, and integers beyond ±(2^53 − 1).
+    bytes, dates and other objects, NaN and infinities, and numbers beyond ±(2^53 − 1) (the
+    I-JSON range in which every integer is exact). Within these limits the canonical bytes
+    read back with any JSON parser to a value that canonicalizes to the same bytes.
     """
     if not isinstance(obj, Mapping):
         raise EntryError(f"a log entry must be a JSON object, got {type(obj).__name__}")

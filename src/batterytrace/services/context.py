@@ -169,7 +169,9 @@ class BatchContext:
                 new_v.append(vstate)
         repo.delete_vehicles(self.conn, deleted_v)
         repo.save_vehicles(self.conn, new_v, changed_v)
-        repo.remove_links(self.conn, sorted(self._link_removes, key=lambda ln: (ln.parent, ln.child, ln.kind)))
+        repo.remove_links(
+            self.conn, sorted(self._link_removes, key=lambda ln: (ln.parent, ln.child, ln.kind))
+        )
         repo.add_links(self.conn, sorted(self._link_adds, key=lambda ln: (ln.parent, ln.child, ln.kind)))
         repo.insert_retractions(self.conn, self.retractions)
         return {"new": len(new), "changed": len(changed), "deleted": len(deleted)}

@@ -99,9 +99,13 @@ class Log:
         vk = self.signer.verifier_key
         found = conn.execute(select(T.log_keys.c.verifier_key).where(T.log_keys.c.verifier_key == vk)).first()
         if found is None:
-            conn.execute(insert(T.log_keys).values(verifier_key=vk, key_name=self.signer.name, created_at=now))
+            conn.execute(
+                insert(T.log_keys).values(verifier_key=vk, key_name=self.signer.name, created_at=now)
+            )
 
-    def append(self, conn: Connection, entries: Sequence[tuple[str, str, Mapping[str, Any]]], now: datetime) -> Appended:
+    def append(
+        self, conn: Connection, entries: Sequence[tuple[str, str, Mapping[str, Any]]], now: datetime
+    ) -> Appended:
         """Append ``(kind, ref, entry)`` leaves; sign and store the new checkpoint."""
         head = conn.execute(select(T.log_head).where(T.log_head.c.id == 1)).one()
         start = int(head.size)
@@ -125,7 +129,9 @@ class Log:
         note = sign_checkpoint(Checkpoint(origin=self.origin, size=size, root_hash=root), [self.signer])
         self.register_key(conn, now)
         conn.execute(
-            insert(T.checkpoints).values(size=size, root=root, note=note, key_name=self.signer.name, created_at=now)
+            insert(T.checkpoints).values(
+                size=size, root=root, note=note, key_name=self.signer.name, created_at=now
+            )
         )
         return Appended(start, size, root)
 
@@ -144,7 +150,9 @@ class Log:
 
 def latest_checkpoint(engine: Engine) -> str | None:
     with read_transaction(engine) as conn:
-        row = conn.execute(select(T.checkpoints.c.note).order_by(T.checkpoints.c.size.desc()).limit(1)).first()
+        row = conn.execute(
+            select(T.checkpoints.c.note).order_by(T.checkpoints.c.size.desc()).limit(1)
+        ).first()
         return row.note if row else None
 
 
@@ -153,7 +161,9 @@ def entry(engine: Engine, index: int) -> dict[str, Any]:
         row = conn.execute(select(T.log_entries).where(T.log_entries.c.idx == index)).first()
         size = Log.size(conn)
     if row is None or index < 0:
-        raise DomainError(E.LOG_INDEX, f"no log entry {index}: the log holds entries 0 to {size - 1}", field="index")
+        raise DomainError(
+            E.LOG_INDEX, f"no log entry {index}: the log holds entries 0 to {size - 1}", field="index"
+        )
     return {"index": index, "kind": row.kind, "ref": row.ref, "entry": json.loads(row.entry)}
 
 
@@ -170,7 +180,9 @@ def prove_inclusion(engine: Engine, index: int, size: int | None) -> dict[str, A
         current = Log.size(conn)
         n = current if size is None else size
         if not 0 < n <= current:
-            raise DomainError(E.LOG_INDEX, f"size must be between 1 and the log's size {current}", field="size")
+            raise DomainError(
+                E.LOG_INDEX, f"size must be between 1 and the log's size {current}", field="size"
+            )
         if not 0 <= index < n:
             raise DomainError(E.LOG_INDEX, f"index must be between 0 and {n - 1} for size {n}", field="index")
         reader = DbNodeReader(conn)
@@ -185,7 +197,9 @@ def prove_consistency(engine: Engine, first: int, second: int | None) -> dict[st
         current = Log.size(conn)
         n = current if second is None else second
         if not 0 < n <= current:
-            raise DomainError(E.LOG_INDEX, f"second must be between 1 and the log's size {current}", field="second")
+            raise DomainError(
+                E.LOG_INDEX, f"second must be between 1 and the log's size {current}", field="second"
+            )
         if not 0 < first <= n:
             raise DomainError(E.LOG_INDEX, f"first must be between 1 and second ({n})", field="first")
         reader = DbNodeReader(conn)

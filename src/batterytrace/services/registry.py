@@ -81,9 +81,10 @@ def _hash_secret(secret: str) -> str:
 def body_hash(raw: Any) -> str:
     try:
         return hashlib.sha256(rfc8785.dumps(raw)).hexdigest()
-    except Exception:
+    except (ValueError, TypeError, OverflowError, rfc8785.CanonicalizationError):
         raise DomainError(
-            E.REQUEST_INVALID, "the event holds a value that JSON cannot carry exactly (NaN, Infinity or a huge integer)"
+            E.REQUEST_INVALID,
+            "the event holds a value that JSON cannot carry exactly (NaN, Infinity or a huge integer)",
         ) from None
 
 
@@ -95,7 +96,7 @@ def require(caller: Caller | None, permission: Permission) -> Caller:
     return caller
 
 
-class _AtomicAbort(Exception):
+class _AtomicAbortError(Exception):
     """Rolls back an atomic batch in which an event was rejected."""
 
 
@@ -124,7 +125,11 @@ class Registry:
         with read_transaction(self.engine) as conn:
             row = conn.execute(select(T.api_keys).where(T.api_keys.c.id == key_id)).first()
             enterprise = repo.load_enterprise(conn, row.enterprise_id) if row is not None else None
-        if row is None or enterprise is None or not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
+        if (
+            row is None
+            or enterprise is None
+            or not hmac.compare_digest(row.secret_hash, _hash_secret(secret))
+        ):
             self._security(None, key_id, E.AUTH_INVALID_KEY, "unknown API key or wrong secret")
             raise DomainError(E.AUTH_INVALID_KEY, "the API key is not valid")
         if row.revoked_at is not None:
@@ -135,8 +140,9 @@ class Registry:
             raise DomainError(E.AUTH_INVALID_KEY, "the API key has expired; ask for a new one")
         return Caller(enterprise=enterprise, key_id=key_id)
 
-    def _new_key(self, conn: Any, enterprise_id: str, now: datetime, label: str | None,
-                 expires_at: datetime | None) -> tuple[str, dict[str, Any]]:
+    def _new_key(
+        self, conn: Any, enterprise_id: str, now: datetime, label: str | None, expires_at: datetime | None
+    ) -> tuple[str, dict[str, Any]]:
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         record = {
@@ -146,11 +152,18 @@ class Registry:
             "created_at": now,
             "expires_at": expires_at,
         }
-        appended = self.log.append(conn, [("key", key_id, {"kind": "key", "key": views.jsonable(record)})], now)
-        conn.execute(
-            insert(T.api_keys).values(**record, secret_hash=_hash_secret(secret), log_index=appended.first_index)
+        appended = self.log.append(
+            conn, [("key", key_id, {"kind": "key", "key": views.jsonable(record)})], now
         )
-        return f"{KEY_PREFIX}_{key_id}_{secret}", {**views.jsonable(record), "log_index": appended.first_index}
+        conn.execute(
+            insert(T.api_keys).values(
+                **record, secret_hash=_hash_secret(secret), log_index=appended.first_index
+            )
+        )
+        return f"{KEY_PREFIX}_{key_id}_{secret}", {
+            **views.jsonable(record),
+            "log_index": appended.first_index,
+        }
 
     def create_key(
         self, caller: Caller, enterprise_id: str, label: str | None = None, expires_at: datetime | None = None
@@ -164,7 +177,9 @@ class Registry:
         now = self.clock()
         with write_transaction(self.engine) as conn:
             if repo.load_enterprise(conn, enterprise_id) is None:
-                raise DomainError(E.ENTERPRISE_UNKNOWN, f"no enterprise {enterprise_id} is registered", field="id")
+                raise DomainError(
+                    E.ENTERPRISE_UNKNOWN, f"no enterprise {enterprise_id} is registered", field="id"
+                )
             key, record = self._new_key(conn, enterprise_id, now, label, expires_at)
         return {"key": key, **record}
 
@@ -174,19 +189,39 @@ class Registry:
         now = self.clock()
         with write_transaction(self.engine) as conn:
             row = conn.execute(
-                select(T.api_keys).where(and_(T.api_keys.c.id == key_id, T.api_keys.c.enterprise_id == enterprise_id))
+                select(T.api_keys).where(
+                    and_(T.api_keys.c.id == key_id, T.api_keys.c.enterprise_id == enterprise_id)
+                )
             ).first()
             if row is None:
-                raise DomainError(E.KEY_UNKNOWN, f"enterprise {enterprise_id} has no key {key_id}", field="key_id")
+                raise DomainError(
+                    E.KEY_UNKNOWN, f"enterprise {enterprise_id} has no key {key_id}", field="key_id"
+                )
             if row.revoked_at is None:
                 self.log.append(
                     conn,
-                    [("key", key_id, {"kind": "key_revoked", "key": {"id": key_id, "enterprise_id": enterprise_id,
-                                                                     "revoked_at": now.isoformat()}})],
+                    [
+                        (
+                            "key",
+                            key_id,
+                            {
+                                "kind": "key_revoked",
+                                "key": {
+                                    "id": key_id,
+                                    "enterprise_id": enterprise_id,
+                                    "revoked_at": now.isoformat(),
+                                },
+                            },
+                        )
+                    ],
                     now,
                 )
                 conn.execute(update(T.api_keys).where(T.api_keys.c.id == key_id).values(revoked_at=now))
-        return {"id": key_id, "enterprise_id": enterprise_id, "revoked_at": (row.revoked_at or now).isoformat()}
+        return {
+            "id": key_id,
+            "enterprise_id": enterprise_id,
+            "revoked_at": (row.revoked_at or now).isoformat(),
+        }
 
     # --- enterprises and licences ------------------------------------------------------------
 
@@ -213,8 +248,9 @@ class Registry:
             raise DomainError(E.REQUEST_INVALID, f"unknown field '{unknown[0]}'", field=unknown[0])
         raw_id = body.get("id")
         if not isinstance(raw_id, str):
-            raise DomainError(E.REQUEST_INVALID, "'id' is required: the 18-character unified social credit code",
-                              field="id")
+            raise DomainError(
+                E.REQUEST_INVALID, "'id' is required: the 18-character unified social credit code", field="id"
+            )
         try:
             uscc = parse_uscc(raw_id)
         except DomainError as exc:
@@ -241,15 +277,20 @@ class Registry:
                 roles.append(r)
         region_raw = body.get("region")
         if not isinstance(region_raw, str):
-            raise DomainError(E.REQUEST_INVALID, "'region' is required: a 6-digit administrative division code",
-                              field="region")
+            raise DomainError(
+                E.REQUEST_INVALID,
+                "'region' is required: a 6-digit administrative division code",
+                field="region",
+            )
         try:
             region = parse_region(region_raw).code
         except DomainError as exc:
             raise exc.with_field("region") from None
         codes_raw = body.get("manufacturer_codes") or []
         if not isinstance(codes_raw, list):
-            raise DomainError(E.REQUEST_INVALID, "'manufacturer_codes' must be a list", field="manufacturer_codes")
+            raise DomainError(
+                E.REQUEST_INVALID, "'manufacturer_codes' must be a list", field="manufacturer_codes"
+            )
         codes: list[str] = []
         for i, c in enumerate(codes_raw):
             if not isinstance(c, str) or not _MANUFACTURER_CODE.match(c):
@@ -269,7 +310,9 @@ class Registry:
         network_of = body.get("network_of")
         if network_of is not None:
             if not isinstance(network_of, str):
-                raise DomainError(E.REQUEST_INVALID, "'network_of' must be a USCC or null", field="network_of")
+                raise DomainError(
+                    E.REQUEST_INVALID, "'network_of' must be a USCC or null", field="network_of"
+                )
             try:
                 network_of = parse_uscc(network_of)
             except DomainError as exc:
@@ -281,7 +324,9 @@ class Registry:
                     field="network_of",
                 )
             if network_of == uscc:
-                raise DomainError(E.ENTERPRISE_INVALID, "an outlet cannot be in its own network", field="network_of")
+                raise DomainError(
+                    E.ENTERPRISE_INVALID, "an outlet cannot be in its own network", field="network_of"
+                )
         return {
             "id": uscc,
             "name": name.strip(),
@@ -293,7 +338,9 @@ class Registry:
 
     def _insert_enterprise(self, conn: Any, record: dict[str, Any], now: datetime) -> int:
         if repo.load_enterprise(conn, record["id"]) is not None:
-            raise DomainError(E.ENTERPRISE_EXISTS, f"enterprise {record['id']} is already registered", field="id")
+            raise DomainError(
+                E.ENTERPRISE_EXISTS, f"enterprise {record['id']} is already registered", field="id"
+            )
         owners = repo.manufacturer_owners(conn, record["manufacturer_codes"])
         for i, code in enumerate(record["manufacturer_codes"]):
             if code in owners:
@@ -306,7 +353,8 @@ class Registry:
             producer = repo.load_enterprise(conn, record["network_of"])
             if producer is None:
                 raise DomainError(
-                    E.ENTERPRISE_UNKNOWN, f"'network_of': no enterprise {record['network_of']} is registered",
+                    E.ENTERPRISE_UNKNOWN,
+                    f"'network_of': no enterprise {record['network_of']} is registered",
                     field="network_of",
                 )
             if not ({Role.AUTOMAKER, Role.BATTERY_MAKER} & producer.roles):
@@ -350,13 +398,19 @@ class Registry:
         with read_transaction(self.engine) as conn:
             ent = repo.load_enterprise(conn, enterprise_id)
             if ent is None:
-                raise DomainError(E.ENTERPRISE_UNKNOWN, f"no enterprise {enterprise_id} is registered", field="id")
+                raise DomainError(
+                    E.ENTERPRISE_UNKNOWN, f"no enterprise {enterprise_id} is registered", field="id"
+                )
             row = conn.execute(select(T.enterprises).where(T.enterprises.c.id == enterprise_id)).one()
             licence_rows = repo.licence_rows(conn, enterprise_id)
             keys = [
-                {"id": r.id, "label": r.label, "created_at": r.created_at.isoformat(),
-                 "expires_at": r.expires_at.isoformat() if r.expires_at else None,
-                 "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}
+                {
+                    "id": r.id,
+                    "label": r.label,
+                    "created_at": r.created_at.isoformat(),
+                    "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                    "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+                }
                 for r in conn.execute(select(T.api_keys).where(T.api_keys.c.enterprise_id == enterprise_id))
             ]
         return views.enterprise(ent, row.created_at, row.log_index, licence_rows, keys, self.clock().date())
@@ -380,7 +434,9 @@ class Registry:
                     "roles": sorted(r.value for r in ent.roles),
                     "region": ent.region,
                     "network_of": ent.network_of,
-                    "licensed_scopes": sorted({lic.scope.value for lic in ent.licences if lic.covers(lic.scope, today)}),
+                    "licensed_scopes": sorted(
+                        {lic.scope.value for lic in ent.licences if lic.covers(lic.scope, today)}
+                    ),
                 }
             )
         return out
@@ -402,19 +458,25 @@ class Registry:
         for key in ("valid_from", "valid_to"):
             raw = body.get(key)
             if not isinstance(raw, str):
-                raise DomainError(E.REQUEST_INVALID, f"'{key}' is required: a date such as 2026-01-01", field=key)
+                raise DomainError(
+                    E.REQUEST_INVALID, f"'{key}' is required: a date such as 2026-01-01", field=key
+                )
             try:
                 dates[key] = date.fromisoformat(raw)
             except ValueError:
-                raise DomainError(E.REQUEST_INVALID, f"'{key}' must be a date YYYY-MM-DD, got {raw!r}",
-                                  field=key) from None
+                raise DomainError(
+                    E.REQUEST_INVALID, f"'{key}' must be a date YYYY-MM-DD, got {raw!r}", field=key
+                ) from None
         if dates["valid_to"] < dates["valid_from"]:
             raise DomainError(E.LICENCE_INVALID, "'valid_to' is before 'valid_from'", field="valid_to")
         region = body.get("region")
         if region is not None:
             if not isinstance(region, str):
-                raise DomainError(E.REQUEST_INVALID, "'region' must be a province code such as \"31\" or null",
-                                  field="region")
+                raise DomainError(
+                    E.REQUEST_INVALID,
+                    "'region' must be a province code such as \"31\" or null",
+                    field="region",
+                )
             try:
                 region = parse_province(region).code if len(region) == 2 else parse_region(region).code
             except DomainError as exc:
@@ -422,7 +484,9 @@ class Registry:
         now = self.clock()
         with write_transaction(self.engine) as conn:
             if repo.load_enterprise(conn, enterprise_id) is None:
-                raise DomainError(E.ENTERPRISE_UNKNOWN, f"no enterprise {enterprise_id} is registered", field="id")
+                raise DomainError(
+                    E.ENTERPRISE_UNKNOWN, f"no enterprise {enterprise_id} is registered", field="id"
+                )
             record = {
                 "enterprise_id": enterprise_id,
                 "scope": scope,
@@ -434,10 +498,14 @@ class Registry:
             }
             result = conn.execute(insert(T.licences).values(**record))
             licence_id = int(result.inserted_primary_key[0])
-            entry = {"kind": "licence", "licence": {**views.jsonable(record), "id": licence_id,
-                                                    "granted_by": caller.id}}
+            entry = {
+                "kind": "licence",
+                "licence": {**views.jsonable(record), "id": licence_id, "granted_by": caller.id},
+            }
             appended = self.log.append(conn, [("licence", str(licence_id), entry)], now)
-            conn.execute(update(T.licences).where(T.licences.c.id == licence_id).values(log_index=appended.first_index))
+            conn.execute(
+                update(T.licences).where(T.licences.c.id == licence_id).values(log_index=appended.first_index)
+            )
         return {**views.jsonable(record), "id": licence_id, "log_index": appended.first_index}
 
     # --- events -------------------------------------------------------------------------------
@@ -446,7 +514,6 @@ class Registry:
         """Record events in order; each sees the effect of those before it in the batch."""
         require(caller, Permission.EVENT_RECORD)
         now = self.clock()
-        actor = caller.enterprise
         parsed: list[EventIn | None] = []
         hashes: list[str | None] = []
         results: list[EventResult | None] = []
@@ -458,8 +525,9 @@ class Registry:
             except DomainError as exc:
                 parsed.append(None)
                 hashes.append(None)
-                results.append(EventResult(id=raw_id if isinstance(raw_id, str) else None, status="rejected",
-                                           error=exc))
+                results.append(
+                    EventResult(id=raw_id if isinstance(raw_id, str) else None, status="rejected", error=exc)
+                )
                 continue
             parsed.append(ev)
             hashes.append(digest)
@@ -473,7 +541,7 @@ class Registry:
         aborted = False
         try:
             self._record_in_transaction(caller, raw_events, parsed, hashes, results, security, now, atomic)
-        except _AtomicAbort:
+        except _AtomicAbortError:
             aborted = True
         if aborted:
             first_bad = next(r for r in results if r is not None and r.status == "rejected")
@@ -483,11 +551,16 @@ class Registry:
                 if res.status == "rejected":
                     final.append(res)
                 else:
-                    final.append(EventResult(
-                        id=res.id, status="rejected",
-                        error=DomainError(E.BATCH_ABORTED,
-                                          f"not recorded: the batch is atomic and event {first_bad.id} was rejected"),
-                    ))
+                    final.append(
+                        EventResult(
+                            id=res.id,
+                            status="rejected",
+                            error=DomainError(
+                                E.BATCH_ABORTED,
+                                f"not recorded: the batch is atomic and event {first_bad.id} was rejected",
+                            ),
+                        )
+                    )
             results = list(final)
         if security:
             self._write_security(security)
@@ -526,8 +599,7 @@ class Registry:
                     ents.add(ev.data["to"])
                 if isinstance(ev.data.get("vin"), str):
                     vins.add(ev.data["vin"])
-            ctx.prefetch(codes=codes, vins=vins, enterprises=ents,
-                         manufacturer_codes={c[:3] for c in codes})
+            ctx.prefetch(codes=codes, vins=vins, enterprises=ents, manufacturer_codes={c[:3] for c in codes})
             ctx._enterprises[actor.id] = actor
             ids = [ev.id for ev in parsed if ev is not None]
             existing = repo.events_by_id(conn, ids)
@@ -542,12 +614,16 @@ class Registry:
                 prior = existing.get(ev.id)
                 if prior is not None:
                     if prior["body_hash"] == digest and prior["actor"] == actor.id:
-                        results[i] = EventResult(id=ev.id, status="accepted", event=views.stored_event(prior),
-                                                 replay=True)
+                        results[i] = EventResult(
+                            id=ev.id, status="accepted", event=views.stored_event(prior), replay=True
+                        )
                     else:
-                        err = DomainError(E.EVENT_ID_REUSED,
-                                          f"event id {ev.id} was already used for a different event; "
-                                          "choose a new id for a new event", field="id")
+                        err = DomainError(
+                            E.EVENT_ID_REUSED,
+                            f"event id {ev.id} was already used for a different event; "
+                            "choose a new id for a new event",
+                            field="id",
+                        )
                         results[i] = EventResult(id=ev.id, status="rejected", error=err)
                         security.append(self._security_row(caller, raw_events[i], err, now))
                     continue
@@ -556,8 +632,11 @@ class Registry:
                     if first_digest == digest:
                         results[i] = EventResult(id=ev.id, status="accepted", event=row, replay=True)
                     else:
-                        err = DomainError(E.EVENT_ID_REUSED, f"event id {ev.id} appears twice in the batch with "
-                                          "different contents", field="id")
+                        err = DomainError(
+                            E.EVENT_ID_REUSED,
+                            f"event id {ev.id} appears twice in the batch with different contents",
+                            field="id",
+                        )
                         results[i] = EventResult(id=ev.id, status="rejected", error=err)
                         security.append(self._security_row(caller, raw_events[i], err, now))
                     continue
@@ -583,14 +662,23 @@ class Registry:
                     "undo": changes.undo if ev.type != EventType.RETRACTED else None,
                     "log_index": None,
                 }
-                ctx.remember_event(PastEvent(id=ev.id, type=ev.type, actor=actor.id, battery=ev.battery,
-                                             vin=ev.vin, undo=changes.undo, retracted=False))
+                ctx.remember_event(
+                    PastEvent(
+                        id=ev.id,
+                        type=ev.type,
+                        actor=actor.id,
+                        battery=ev.battery,
+                        vin=ev.vin,
+                        undo=changes.undo,
+                        retracted=False,
+                    )
+                )
                 accepted_rows.append(row)
                 log_items.append(("event", ev.id, {"kind": "event", "event": views.log_event(row)}))
                 in_batch[ev.id] = (digest, {})
                 results[i] = EventResult(id=ev.id, status="accepted")
             if atomic and any(r is not None and r.status == "rejected" for r in results):
-                raise _AtomicAbort
+                raise _AtomicAbortError
             elif accepted_rows:
                 ctx.flush()
                 appended = self.log.append(conn, log_items, now)
@@ -600,13 +688,17 @@ class Registry:
                 stored = {row["id"]: views.stored_event(row) for row in accepted_rows}
                 for i, res in enumerate(results):
                     if res is not None and res.status == "accepted" and res.event is None:
-                        results[i] = EventResult(id=res.id, status="accepted", event=stored[res.id or ""],
-                                                 replay=res.replay)
+                        results[i] = EventResult(
+                            id=res.id, status="accepted", event=stored[res.id or ""], replay=res.replay
+                        )
                     elif res is not None and res.replay and res.event == {}:
-                        results[i] = EventResult(id=res.id, status="accepted", event=stored[res.id or ""],
-                                                 replay=True)
+                        results[i] = EventResult(
+                            id=res.id, status="accepted", event=stored[res.id or ""], replay=True
+                        )
 
-    def _security_row(self, caller: Caller | None, raw: Any, error: DomainError, now: datetime) -> dict[str, Any]:
+    def _security_row(
+        self, caller: Caller | None, raw: Any, error: DomainError, now: datetime
+    ) -> dict[str, Any]:
         raw_map = raw if isinstance(raw, Mapping) else {}
 
         def short(value: Any, n: int) -> str | None:
@@ -628,12 +720,24 @@ class Registry:
             repo.record_security_events(conn, rows)
 
     def _security(self, enterprise_id: str | None, key_id: str | None, code: str, detail: str) -> None:
-        self._write_security([{
-            "at": self.clock(), "enterprise_id": enterprise_id, "key_id": key_id, "event_id": None,
-            "event_type": None, "battery": None, "code": code, "detail": detail,
-        }])
+        self._write_security(
+            [
+                {
+                    "at": self.clock(),
+                    "enterprise_id": enterprise_id,
+                    "key_id": key_id,
+                    "event_id": None,
+                    "event_type": None,
+                    "battery": None,
+                    "code": code,
+                    "detail": detail,
+                }
+            ]
+        )
 
-    def security_events(self, caller: Caller, limit: int = 100, enterprise: str | None = None) -> list[dict[str, Any]]:
+    def security_events(
+        self, caller: Caller, limit: int = 100, enterprise: str | None = None
+    ) -> list[dict[str, Any]]:
         require(caller, Permission.SECURITY_READ)
         stmt = select(T.security_events).order_by(T.security_events.c.id.desc()).limit(limit)
         if enterprise:
@@ -650,8 +754,9 @@ class Registry:
             raise exc.with_field("code") from None
         state = repo.load_batteries(conn, [code]).get(code)
         if state is None:
-            raise DomainError(E.BATTERY_UNKNOWN, f"battery {code} is not registered: it may not be genuine",
-                              field="code")
+            raise DomainError(
+                E.BATTERY_UNKNOWN, f"battery {code} is not registered: it may not be genuine", field="code"
+            )
         return state
 
     def battery_state(self, code: str) -> BatteryState:
@@ -696,30 +801,42 @@ class Registry:
     ) -> dict[str, Any]:
         caller = require(caller, Permission.BATTERY_READ)
         if not 1 <= limit <= self.settings.max_page_size:
-            raise DomainError(E.PAGE_INVALID, f"'limit' must be between 1 and {self.settings.max_page_size}",
-                              field="limit")
+            raise DomainError(
+                E.PAGE_INVALID, f"'limit' must be between 1 and {self.settings.max_page_size}", field="limit"
+            )
         b = T.batteries
         stmt = select(b).order_by(b.c.code).limit(limit + 1)
         if after:
             stmt = stmt.where(b.c.code > after)
         columns = {
-            "stage": b.c.stage, "holder": b.c.holder, "producer": b.c.producer, "level": b.c.level,
-            "chemistry": b.c.chemistry, "manufacturer": b.c.manufacturer, "in_transit_to": b.c.in_transit_to,
-            "vin": b.c.vin, "parent": b.c.parent,
+            "stage": b.c.stage,
+            "holder": b.c.holder,
+            "producer": b.c.producer,
+            "level": b.c.level,
+            "chemistry": b.c.chemistry,
+            "manufacturer": b.c.manufacturer,
+            "in_transit_to": b.c.in_transit_to,
+            "vin": b.c.vin,
+            "parent": b.c.parent,
         }
         for key, value in filters.items():
             if value is None:
                 continue
             if key == "stage" and value not in {s.value for s in Stage}:
-                raise DomainError(E.REQUEST_INVALID, f"'stage' must be one of {', '.join(s.value for s in Stage)}",
-                                  field="stage")
+                raise DomainError(
+                    E.REQUEST_INVALID,
+                    f"'stage' must be one of {', '.join(s.value for s in Stage)}",
+                    field="stage",
+                )
             if key == "second_life":
                 stmt = stmt.where(b.c.second_life == (value.lower() in ("1", "true", "yes")))
                 continue
             stmt = stmt.where(columns[key] == value)
         if Permission.BATTERY_LIST_ANY not in caller.permissions:
             me = caller.id
-            stmt = stmt.where(or_(b.c.holder == me, b.c.producer == me, b.c.in_transit_to == me, b.c.installer == me))
+            stmt = stmt.where(
+                or_(b.c.holder == me, b.c.producer == me, b.c.in_transit_to == me, b.c.installer == me)
+            )
         with read_transaction(self.engine) as conn:
             rows = [dict(r._mapping) for r in conn.execute(stmt)]
             total_stmt = select(func.count()).select_from(stmt.limit(None).order_by(None).subquery())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +11,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, select
 
-import hashlib
 from batterytrace.store.tables import log_head
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -10,7 +10,16 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
 
 from batterytrace.domain.lifecycle import PastEvent
-from batterytrace.domain.model import BatteryState, Enterprise, EventType, Licence, Link, Role, Scope, VehicleState
+from batterytrace.domain.model import (
+    BatteryState,
+    Enterprise,
+    EventType,
+    Licence,
+    Link,
+    Role,
+    Scope,
+    VehicleState,
+)
 from batterytrace.domain.snapshots import (
     BATTERY_FIELDS,
     VEHICLE_FIELDS,
@@ -51,7 +60,9 @@ def load_enterprises(conn: Connection, ids: Iterable[str]) -> dict[str, Enterpri
     lics: dict[str, list[Licence]] = {}
     for part in chunks(wanted):
         rows += [r._mapping for r in conn.execute(select(T.enterprises).where(T.enterprises.c.id.in_(part)))]
-        for r in conn.execute(select(T.manufacturer_codes).where(T.manufacturer_codes.c.enterprise_id.in_(part))):
+        for r in conn.execute(
+            select(T.manufacturer_codes).where(T.manufacturer_codes.c.enterprise_id.in_(part))
+        ):
             codes.setdefault(r.enterprise_id, set()).add(r.code)
         for r in conn.execute(select(T.licences).where(T.licences.c.enterprise_id.in_(part))):
             lics.setdefault(r.enterprise_id, []).append(_licence(r._mapping))
@@ -179,7 +190,9 @@ def save_vehicles(conn: Connection, new: Sequence[VehicleState], changed: Sequen
         conn.execute(insert(T.vehicles), [row(v) for v in new])
     if changed:
         cols = [c for c in VEHICLE_FIELDS if c != "vin"]
-        stmt = update(T.vehicles).where(T.vehicles.c.vin == _bind("v_vin")).values({c: _bind(c) for c in cols})
+        stmt = (
+            update(T.vehicles).where(T.vehicles.c.vin == _bind("v_vin")).values({c: _bind(c) for c in cols})
+        )
         rows = []
         for v in changed:
             r = row(v)
@@ -195,7 +208,10 @@ def delete_vehicles(conn: Connection, vins: Sequence[str]) -> None:
 
 def add_links(conn: Connection, links: Sequence[Link]) -> None:
     if links:
-        conn.execute(insert(T.battery_links), [{"parent": ln.parent, "child": ln.child, "kind": ln.kind} for ln in links])
+        conn.execute(
+            insert(T.battery_links),
+            [{"parent": ln.parent, "child": ln.child, "kind": ln.kind} for ln in links],
+        )
 
 
 def remove_links(conn: Connection, links: Sequence[Link]) -> None:
@@ -265,9 +281,7 @@ def record_security_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) 
 
 def battery_event_rows(conn: Connection, code: str) -> list[dict[str, Any]]:
     stmt = (
-        select(T.events)
-        .where(T.events.c.battery == code)
-        .order_by(T.events.c.time_utc, T.events.c.log_index)
+        select(T.events).where(T.events.c.battery == code).order_by(T.events.c.time_utc, T.events.c.log_index)
     )
     rows = [dict(r._mapping) for r in conn.execute(stmt)]
     # events that name the battery in their data (assembled children, repurposed into)

@@ -1,0 +1,226 @@
+"""The ``batterytrace`` command: a thin layer over the library's use cases."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from batterytrace.domain.codes import identify
+from batterytrace.domain.errors import DomainError
+from batterytrace.settings import Settings
+
+app = typer.Typer(
+    help="batterytrace: the national traction-battery traceability registry.", no_args_is_help=True
+)
+code_app = typer.Typer(
+    help="Check identifiers: battery codes, VINs, credit codes, regions.", no_args_is_help=True
+)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+log_app = typer.Typer(help="The tamper-evident log: checkpoints, proofs, signing keys.", no_args_is_help=True)
+app.add_typer(code_app, name="code")
+app.add_typer(db_app, name="db")
+app.add_typer(log_app, name="log")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(error: DomainError | Exception, code: int = 1) -> typer.Exit:
+    if isinstance(error, DomainError):
+        err.print(f"[red]error[/red] [bold]{error.code}[/bold]: {error.message}", highlight=False)
+    else:
+        err.print(f"[red]error[/red]: {error}", highlight=False)
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+# --- code check ---------------------------------------------------------------------------------
+
+
+@code_app.command("check")
+def code_check(
+    codes: Annotated[
+        list[str] | None, typer.Argument(help="identifiers to check; none: read lines from stdin")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per identifier")] = False,
+) -> None:
+    """Check GB/T 34014 battery codes (and VINs, credit codes, regions): print each one's fields or
+    its error. Exit status 0 only if all are valid."""
+    items = list(codes) if codes else [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    if not items:
+        raise fail(ValueError("no identifiers given (pass them as arguments or one per line on stdin)"), 2)
+    bad = 0
+    for item in items:
+        try:
+            kind, fields = identify(item)
+        except DomainError as exc:
+            bad += 1
+            if as_json:
+                out.print_json(
+                    json.dumps(
+                        {
+                            "input": item,
+                            "valid": False,
+                            "code": exc.code,
+                            "error": exc.message,
+                            "position": exc.position,
+                        }
+                    )
+                )
+            else:
+                out.print(f"[red]✗[/red] {item}: [bold]{exc.code}[/bold] {exc.message}", highlight=False)
+            continue
+        if as_json:
+            out.print_json(json.dumps({"input": item, "valid": True, "kind": kind, "fields": fields}))
+        else:
+            out.print(f"[green]✓[/green] {item} ({kind})", highlight=False)
+            for name, value in fields.items():
+                out.print(f"    {name:<22} {value}", highlight=False)
+    raise typer.Exit(1 if bad else 0)
+
+
+# --- database -----------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the schema migrations (Alembic) to the configured database."""
+    from batterytrace.store.db import make_engine
+    from batterytrace.store.migrate import current_revision, upgrade
+
+    engine = make_engine(settings().database_url)
+    upgrade(engine, revision)
+    out.print(f"database at revision {current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision and whether it is current."""
+    from batterytrace.store.db import make_engine
+    from batterytrace.store.migrate import current_revision, head_revision
+
+    engine = make_engine(settings().database_url)
+    cur, head = current_revision(engine), head_revision()
+    out.print(f"current {cur}, head {head}: {'up to date' if cur == head else 'run batterytrace db upgrade'}")
+    raise typer.Exit(0 if cur == head else 1)
+
+
+# --- bootstrap and serve -------------------------------------------------------------------------
+
+
+@app.command()
+def bootstrap(
+    id: Annotated[str, typer.Option("--id", help="the regulator's unified social credit code")],
+    name: Annotated[str, typer.Option("--name", help="the regulator's name")],
+    region: Annotated[str, typer.Option(help="6-digit region code")] = "110000",
+) -> None:
+    """Create the first regulator on an empty registry; its API key is the last line printed."""
+    from batterytrace.services.factory import build_registry
+
+    try:
+        registry = build_registry(settings())
+        record, key = registry.bootstrap(id, name, region)
+    except DomainError as exc:
+        raise fail(exc) from None
+    out.print(
+        f"regulator {record['id']} ({record['name']}) created; its API key (shown once):", highlight=False
+    )
+    print(key)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    demo: Annotated[bool, typer.Option(help="load the demo data set into an empty registry")] = True,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Run the registry's web server (API, passport pages, dashboard)."""
+    import uvicorn
+
+    from batterytrace.services.factory import build_registry
+    from batterytrace.services.log import SigningKeyError
+
+    cfg = settings()
+    try:
+        registry = build_registry(cfg)
+    except SigningKeyError as exc:
+        raise fail(exc) from None
+    from batterytrace.store.repo import count_enterprises
+
+    with registry.engine.connect() as conn:
+        empty = count_enterprises(conn) == 0
+    if demo and empty:
+        from batterytrace.simulate.demo import load_demo
+
+        out.print("empty registry: loading the demo data set …")
+        result = load_demo(registry)
+        table = Table(title=f"Demo enterprises ({result.batteries} batteries, {result.events} events)")
+        table.add_column("name")
+        table.add_column("id (USCC)")
+        table.add_column("roles")
+        table.add_column("API key")
+        for name, (uid, roles, key) in result.keys.items():
+            table.add_row(name, uid, roles, key)
+        out.print(table)
+        base = f"http://{host}:{port}"
+        out.print(f"Open {base}/docs for the API, {base}/dashboard for the dashboard,")
+        for story, code in result.samples.items():
+            out.print(f"  passport ({story}): {base}/b/{code}", highlight=False)
+    from batterytrace.api.app import create_app
+
+    if workers > 1:
+        uvicorn.run("batterytrace.api.asgi:app", host=host, port=port, workers=workers)
+    else:
+        uvicorn.run(create_app(registry), host=host, port=port)
+
+
+# --- the log ---------------------------------------------------------------------------------------
+
+
+@log_app.command("checkpoint")
+def log_checkpoint() -> None:
+    """Print the latest signed checkpoint (a C2SP signed note)."""
+    from batterytrace.services.factory import build_registry
+    from batterytrace.services.log import latest_checkpoint
+
+    note = latest_checkpoint(build_registry(settings()).engine)
+    if note is None:
+        raise fail(ValueError("the log is empty"))
+    sys.stdout.write(note)
+
+
+@log_app.command("key")
+def log_key() -> None:
+    """Print the log's verifier key (note format)."""
+    from batterytrace.services.factory import build_registry
+
+    print(build_registry(settings()).log.signer.verifier_key)
+
+
+@log_app.command("keygen")
+def log_keygen(
+    out_path: Annotated[Path, typer.Option("--out", help="file to create (readable by its owner only)")],
+    name: Annotated[str | None, typer.Option(help="key name; default: the log origin")] = None,
+) -> None:
+    """Create a new Ed25519 signing key file for the log."""
+    from batterytrace.ledger.checkpoint import Signer
+    from batterytrace.services.log import write_new_key
+
+    if out_path.exists():
+        raise fail(ValueError(f"{out_path} exists; refusing to overwrite a signing key"))
+    key = write_new_key(out_path, name or settings().log_origin)
+    print(Signer.from_key(key).verifier_key)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
