@@ -69,7 +69,7 @@ class SyntheticTree:
 
 
 def test_hash_definitions() -> None:
-    assert EMPTY_ROOT == hashlib.sha256(b"").digest()
+    assert hashlib.sha256(b"").digest() == EMPTY_ROOT
     assert EMPTY_ROOT.hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert leaf_hash(b"abc") == hashlib.sha256(b"\x00abc").digest()
     left, right = leaf_hash(b"l"), leaf_hash(b"r")

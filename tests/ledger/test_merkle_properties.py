@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pytest
 
 from batterytrace.ledger import (
     MemoryNodeStore,
@@ -42,7 +41,7 @@ def trees(draw: st.DrawFn, min_size: int = 1) -> tuple[list[bytes], MemoryNodeSt
     return leaves, store
 
 
-_settings = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_settings = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_settings
@@ -82,7 +81,9 @@ def _flip(value: bytes, bit: int) -> bytes:
 
 @_settings
 @given(trees(), st.data())
-def test_tampered_inclusion_proofs_fail(tree: tuple[list[bytes], MemoryNodeStore], data: st.DataObject) -> None:
+def test_tampered_inclusion_proofs_fail(
+    tree: tuple[list[bytes], MemoryNodeStore], data: st.DataObject
+) -> None:
     leaves, store = tree
     n = len(leaves)
     size = data.draw(st.integers(1, n), label="size")
@@ -134,7 +135,9 @@ def test_tampered_inclusion_proofs_fail(tree: tuple[list[bytes], MemoryNodeStore
 
 @_settings
 @given(trees(), st.data())
-def test_tampered_consistency_proofs_fail(tree: tuple[list[bytes], MemoryNodeStore], data: st.DataObject) -> None:
+def test_tampered_consistency_proofs_fail(
+    tree: tuple[list[bytes], MemoryNodeStore], data: st.DataObject
+) -> None:
     leaves, store = tree
     n = len(leaves)
     size2 = data.draw(st.integers(1, n), label="size2")
