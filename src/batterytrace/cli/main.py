@@ -222,5 +222,194 @@ def log_keygen(
     print(Signer.from_key(key).verifier_key)
 
 
+@app.command()
+def verify(
+    show: Annotated[int, typer.Option(help="findings to print at most")] = 200,
+) -> None:
+    """Replay the database against the log and the signed checkpoints; name every row that was
+    altered, deleted or inserted. Exit status 0 only when everything checks."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from batterytrace.services.factory import build_registry
+    from batterytrace.services.verify import verify as run_verify
+
+    registry = build_registry(settings(), migrate=False)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
+        task = bar.add_task("verifying …")
+        report = run_verify(
+            registry.engine,
+            registry.log,
+            progress=lambda stage, n: bar.update(task, description=f"{stage}: {n:,}"),
+        )
+    for finding in report.findings[:show]:
+        out.print(str(finding), highlight=False)
+    if len(report.findings) > show:
+        out.print(f"… and {len(report.findings) - show} more findings")
+    summary = (
+        f"log entries {report.log_size:,}, checkpoints {report.checkpoints:,}, rows {report.rows_checked:,}, "
+        f"batteries {report.batteries_checked:,}: "
+    )
+    if report.ok:
+        out.print(summary + "[green]everything checks[/green]")
+        raise typer.Exit(0)
+    out.print(summary + f"[red]{len(report.findings)} finding(s)[/red]")
+    raise typer.Exit(1)
+
+
+@log_app.command("inclusion")
+def log_inclusion(
+    index: Annotated[int, typer.Argument(help="log index of the entry")],
+    size: Annotated[int | None, typer.Option(help="tree size (default: the current log)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="ask a registry at this base URL instead of the local database")
+    ] = None,
+) -> None:
+    """Prove that entry INDEX is in the log: print the proof and check it."""
+    from batterytrace.ledger.merkle import ProofError, leaf_hash, verify_inclusion
+
+    proof = _fetch_inclusion(index, size, url)
+    try:
+        text = proof.pop("entry_text")
+        if leaf_hash(text.encode("utf-8")) != proof["leaf_hash"]:
+            raise ProofError("the entry does not hash to the proven leaf")
+        verify_inclusion(proof["leaf_hash"], index, proof["size"], proof["hashes"], proof["root"])
+    except ProofError as exc:
+        raise fail(exc) from None
+    import base64
+
+    out.print_json(
+        json.dumps(
+            {
+                "index": index,
+                "size": proof["size"],
+                "root": base64.b64encode(proof["root"]).decode(),
+                "hashes": [base64.b64encode(h).decode() for h in proof["hashes"]],
+                "entry": json.loads(text),
+                "verified": True,
+            }
+        )
+    )
+
+
+def _fetch_inclusion(index: int, size: int | None, url: str | None) -> dict[str, object]:
+    import base64
+
+    if url:
+        import httpx
+
+        base = url.rstrip("/")
+        params = {"index": index} | ({"size": size} if size else {})
+        p = httpx.get(f"{base}/api/v1/log/proof/inclusion", params=params, timeout=30).json()
+        e = httpx.get(f"{base}/api/v1/log/entries/{index}", timeout=30).json()
+        from batterytrace.ledger.entries import canonical_entry
+
+        return {
+            "size": p["size"],
+            "root": base64.b64decode(p["root"]),
+            "leaf_hash": base64.b64decode(p["leaf_hash"]),
+            "hashes": [base64.b64decode(h) for h in p["hashes"]],
+            "entry_text": canonical_entry(e["entry"]).decode("utf-8"),
+        }
+    from batterytrace.services import log as logsvc
+    from batterytrace.services.factory import build_registry
+
+    engine = build_registry(settings(), migrate=False).engine
+    try:
+        p = logsvc.prove_inclusion(engine, index, size)
+        text = logsvc.entry_text(engine, index)
+    except DomainError as exc:
+        raise fail(exc) from None
+    return {
+        "size": p["size"],
+        "root": p["root"],
+        "leaf_hash": p["leaf_hash"],
+        "hashes": p["hashes"],
+        "entry_text": text,
+    }
+
+
+@log_app.command("consistency")
+def log_consistency(
+    checkpoint: Annotated[Path, typer.Option(help="a saved signed checkpoint (the old one)")],
+    key: Annotated[
+        list[str] | None, typer.Option(help="verifier key(s); default: the registry's keys")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="ask a registry at this base URL instead of the local database")
+    ] = None,
+) -> None:
+    """Prove that today's log extends a saved checkpoint: nothing in it was changed or removed."""
+    import base64
+
+    from batterytrace.ledger.checkpoint import NoteError, Verifier, open_checkpoint
+    from batterytrace.ledger.merkle import ProofError, verify_consistency
+
+    note = checkpoint.read_text(encoding="utf-8")
+    if url:
+        import httpx
+
+        base = url.rstrip("/")
+        verifiers = [
+            Verifier.from_key(k)
+            for k in (key or [httpx.get(f"{base}/api/v1/log/key", timeout=30).text.strip()])
+        ]
+        current_note = httpx.get(f"{base}/api/v1/log/checkpoint", timeout=30).text
+    else:
+        from batterytrace.services.factory import build_registry
+        from batterytrace.services.log import latest_checkpoint
+
+        registry = build_registry(settings(), migrate=False)
+        with registry.engine.connect() as conn:
+            verifiers = [Verifier.from_key(k) for k in key] if key else registry.log.verifiers(conn)
+        current_note = latest_checkpoint(registry.engine) or ""
+    try:
+        old = open_checkpoint(note, verifiers)
+        new = open_checkpoint(current_note, verifiers)
+    except NoteError as exc:
+        raise fail(exc) from None
+    if old.size == 0 or old.size > new.size:
+        raise fail(ValueError(f"the saved checkpoint is for {old.size} entries; today's log has {new.size}"))
+    if url:
+        import httpx
+
+        p = httpx.get(
+            f"{base}/api/v1/log/proof/consistency", params={"first": old.size, "second": new.size}, timeout=30
+        ).json()
+        hashes = [base64.b64decode(h) for h in p["hashes"]]
+    else:
+        from batterytrace.services import log as logsvc
+
+        hashes = logsvc.prove_consistency(registry.engine, old.size, new.size)["hashes"]
+    try:
+        verify_consistency(old.size, new.size, old.root_hash, new.root_hash, hashes)
+    except ProofError as exc:
+        err.print(
+            f"[red]NOT CONSISTENT[/red]: the log of {new.size} entries does not extend the saved checkpoint of "
+            f"{old.size}: {exc}"
+        )
+        raise typer.Exit(1) from None
+    out.print(
+        f"consistent: the log of {new.size:,} entries extends the saved checkpoint of {old.size:,} entries "
+        f"({len(hashes)} proof hashes checked)"
+    )
+
+
+@log_app.command("rotate-key")
+def log_rotate_key(
+    out_path: Annotated[Path, typer.Option("--out", help="file for the new signing key")],
+) -> None:
+    """Make a new signing key and sign the current tree with it; the old key stays listed so old
+    checkpoints still verify. Then point BATTERYTRACE_SIGNING_KEY at the new file."""
+    from batterytrace.services.factory import build_registry
+    from batterytrace.services.log import rotate_key
+
+    registry = build_registry(settings(), migrate=False)
+    if out_path.exists():
+        raise fail(ValueError(f"{out_path} exists; refusing to overwrite a signing key"))
+    verifier = rotate_key(registry, out_path)
+    out.print(f"new signing key written to {out_path}; verifier key:")
+    print(verifier)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -211,3 +211,31 @@ def prove_consistency(engine: Engine, first: int, second: int | None) -> dict[st
 
 def open_saved_checkpoint(text: str, verifiers: Sequence[Verifier]) -> Checkpoint:
     return open_checkpoint(text, verifiers)
+
+
+def rotate_key(registry: Any, out_path: Path) -> str:
+    """Create a new signing key, list it beside the old one, and co-sign the latest checkpoint
+    with both keys, so a verifier holding either key can check today's tree."""
+    from batterytrace.store.db import write_transaction
+
+    old: Signer = registry.log.signer
+    write_new_key(out_path, old.name)
+    new = Signer.from_key(out_path.read_text(encoding="ascii").strip())
+    now = registry.clock()
+    with write_transaction(registry.engine) as conn:
+        conn.execute(
+            update(T.log_keys).where(T.log_keys.c.verifier_key == old.verifier_key).values(retired_at=now)
+        )
+        registry.log.register_key(conn, now)
+        registry.log.signer = new
+        registry.log.register_key(conn, now)
+        head = conn.execute(select(T.log_head).where(T.log_head.c.id == 1)).one()
+        if int(head.size) > 0:
+            cp = Checkpoint(origin=registry.log.origin, size=int(head.size), root_hash=bytes(head.root))
+            note = sign_checkpoint(cp, [new, old])
+            conn.execute(
+                update(T.checkpoints)
+                .where(T.checkpoints.c.size == int(head.size))
+                .values(note=note, key_name=new.name)
+            )
+    return new.verifier_key
