@@ -155,6 +155,20 @@ def current_caller(request: Request) -> Caller | None:
 CallerDep = Annotated[Caller | None, Depends(current_caller)]
 
 
+def extra_routers() -> list[APIRouter]:
+    """Routers of the other parts of the product (monitoring, standards, web pages, operations).
+    Each module exposes ``router``; routes read the registry from ``request.app.state.registry``."""
+    import importlib
+
+    out = []
+    for name in ROUTER_MODULES:
+        out.append(importlib.import_module(name).router)
+    return out
+
+
+ROUTER_MODULES: list[str] = []
+
+
 def create_app(registry: Registry) -> FastAPI:
     settings = registry.settings
     app = FastAPI(
@@ -379,6 +393,8 @@ def create_app(registry: Registry) -> FastAPI:
         }
 
     app.include_router(v1)
+    for router in extra_routers():
+        app.include_router(router)
 
     @app.get("/problems/{code}", tags=["meta"], openapi_extra=permission(Permission.PUBLIC_READ))
     def problem_page(code: str) -> JSONResponse:

@@ -411,5 +411,19 @@ def log_rotate_key(
     print(verifier)
 
 
+#: Modules that add commands: each has ``register(app: typer.Typer) -> None``.
+CLI_MODULES: list[str] = []
+
+
+def _register_modules() -> None:
+    import importlib
+
+    for name in CLI_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_modules()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

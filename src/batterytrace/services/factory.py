@@ -1,4 +1,5 @@
-"""Building the registry from settings: engine, schema, signing key, log."""
+"""Building the registry from settings: engine, schema, signing key, log, and the services that
+observe accepted events."""
 
 from __future__ import annotations
 
@@ -14,4 +15,10 @@ def build_registry(settings: Settings, *, migrate: bool = True) -> Registry:
     if migrate:
         upgrade(engine)
     signer = load_signer(settings)
-    return Registry(engine, settings, Log(settings.log_origin, signer))
+    registry = Registry(engine, settings, Log(settings.log_origin, signer))
+    install_extensions(registry)
+    return registry
+
+
+def install_extensions(registry: Registry) -> None:
+    """Services that observe accepted events (``Registry.observers``), one line each."""

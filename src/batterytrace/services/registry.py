@@ -112,6 +112,10 @@ class Registry:
         self.settings = settings
         self.log = log
         self.clock = clock
+        #: Called inside each committing event transaction, after the state and the events are
+        #: written: ``observer(conn, accepted_event_rows, context)``. Monitoring keeps alerts and
+        #: rollups current this way, in the same transaction as the change.
+        self.observers: list[Callable[[Any, list[dict[str, Any]], BatchContext], None]] = []
 
     # --- keys and authentication -----------------------------------------------------------
 
@@ -685,6 +689,8 @@ class Registry:
                 for k, row in enumerate(accepted_rows):
                     row["log_index"] = appended.first_index + k
                 repo.insert_events(conn, accepted_rows)
+                for observer in self.observers:
+                    observer(conn, accepted_rows, ctx)
                 stored = {row["id"]: views.stored_event(row) for row in accepted_rows}
                 for i, res in enumerate(results):
                     if res is not None and res.status == "accepted" and res.event is None:
