@@ -168,8 +168,13 @@ def test_any_substitution_is_refused(code: str, data: st.DataObject) -> None:
     elif err.code == USCC_CHECK:
         assert err.position == 18
     elif err.code == REGION_INVALID:
+        # the region is positions 3-8; any digit of it can make it unknown
         assert err.position == 3
-        assert 2 <= index <= 3
+        assert 2 <= index <= 7
+    elif index == 0:
+        # a new registration authority can make the entity type (position 2) invalid instead
+        assert err.code == USCC_CHARACTER
+        assert err.position in (1, 2)
     else:
         assert (err.code, err.position) == (USCC_CHARACTER, index + 1)
 

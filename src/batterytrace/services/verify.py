@@ -284,6 +284,7 @@ def verify(engine: Engine, log: Log, progress: Callable[[str, int], None] | None
                 _check_checkpoint(cp, tracker.root(), verifiers, log.origin, report)
             if expected % BATCH == 0:
                 tick("log", expected)
+        node_rows.close()
         if tracker.size != report.log_size:
             report.add(
                 "log", "log_head", 1, f"log head says {report.log_size} entries, the log holds {tracker.size}"
