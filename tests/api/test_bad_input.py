@@ -215,3 +215,28 @@ def test_no_key_or_a_bad_key(cast: Cast) -> None:
     assert_problem(r, 401, "auth.invalid_key")
     r = cast.maker.client.post(EVENTS, json=body, headers={"Authorization": "Basic abc"})
     assert_problem(r, 401, "auth.invalid_key")
+
+
+def test_a_number_the_log_cannot_hold_exactly_is_rejected_not_a_server_error(cast: Cast) -> None:
+    # data fields that no rule reads are still written to the log, whose canonical JSON stops at 2^53
+    vin, code = f.vin(), f.code()
+    size = tree_size(cast.regulator.client)
+    for value in (1e300, 2.0**60, 10**30):
+        r = cast.automaker.event(f.event("vehicle_sold", None, 0, {"price_cny": value}, vin_=vin))
+        problem = assert_problem(r, 422, "request.invalid")
+        assert "data.price_cny" in problem["detail"]
+    assert tree_size(cast.regulator.client) == size
+    # in a batch, the others are still recorded
+    r = cast.maker.post(
+        BATCH,
+        {
+            "events": [
+                f.event("manufactured", code, 0, {**f.MANUFACTURED, "batch_no": 1e300}),
+                f.event("manufactured", code, 1, f.MANUFACTURED),
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert [x["status"] for x in r.json()["results"]] == ["rejected", "accepted"]
+    assert r.json()["results"][0]["error"]["code"] == "request.invalid"
+    assert tree_size(cast.regulator.client) == size + 1

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import rfc8785
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from batterytrace.domain import errors as E
@@ -32,6 +31,7 @@ from batterytrace.domain.model import (
     Stage,
 )
 from batterytrace.domain.permissions import Permission, permissions_for
+from batterytrace.ledger.entries import EntryError, canonical_entry
 from batterytrace.services import views
 from batterytrace.services.context import BatchContext
 from batterytrace.services.log import Log
@@ -79,12 +79,15 @@ def _hash_secret(secret: str) -> str:
 
 
 def body_hash(raw: Any) -> str:
+    """The hash that recognizes a retried event. It uses the log's canonical form, so that an event
+    whose values the log cannot hold exactly is rejected here, not when it is appended."""
     try:
-        return hashlib.sha256(rfc8785.dumps(raw)).hexdigest()
-    except (ValueError, TypeError, OverflowError, rfc8785.CanonicalizationError):
+        return hashlib.sha256(canonical_entry(raw)).hexdigest()
+    except EntryError as exc:
+        detail = str(exc).replace(" at $.", " at ").replace("entry ", "", 1)
         raise DomainError(
             E.REQUEST_INVALID,
-            "the event holds a value that JSON cannot carry exactly (NaN, Infinity or a huge integer)",
+            f"the event holds a value that JSON cannot carry exactly: {detail}",
         ) from None
 
 
