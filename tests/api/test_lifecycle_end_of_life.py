@@ -191,15 +191,26 @@ def test_three_modules_of_two_packs_repurposed_into_one_product(story: Story, ca
     )
     assert "second-life" in problem["detail"]
     assert "e-bike" in problem["detail"]
-    story.refuse(
-        cast.repurposer,
-        "installed",
-        product,
-        {"vin": f.vin(), "application": "e-bike"},
-        403,
-        "lifecycle.e_bike_forbidden",
-        "data.application",
-    )
+    # however the application is spelt
+    for application in ("E-Bike", " e_bike", "electric bicycle", "Electric-Bike", "ebike", "电动自行车"):
+        story.refuse(
+            cast.repurposer,
+            "installed",
+            product,
+            {"vin": f.vin(), "application": application},
+            403,
+            "lifecycle.e_bike_forbidden",
+            "data.application",
+        )
+        story.refuse(
+            cast.repurposer,
+            "installed",
+            product,
+            {"system": "EB-0002", "application": application},
+            403,
+            "lifecycle.e_bike_forbidden",
+            "data.application",
+        )
     story.do(cast.repurposer, "installed", product, {"system": "ESS-7", "application": "stationary"})
     story.expect(product, stage="installed", system="ESS-7", application="stationary", vin=None)
     # once installed, no more origins are added to it

@@ -40,7 +40,10 @@ from batterytrace.domain.snapshots import (
 )
 
 MAX_CHILDREN = 10_000
-E_BIKE_APPLICATIONS = frozenset({"e_bike", "ebike", "e-bike", "electric_bicycle"})
+E_BIKE_APPLICATIONS = frozenset(
+    {"e_bike", "ebike", "electric_bike", "e_bicycle", "electric_bicycle", "电动自行车"}
+)
+_SEPARATORS = re.compile(r"[\s_\-]+")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _MATERIAL_KEY = re.compile(r"^[a-z][a-z0-9_]*_kg$")
 
@@ -411,9 +414,7 @@ def _installed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             vin = parse_vin(raw_vin)
         except DomainError as exc:
             raise exc.with_field("data.vin") from None
-        application = require_str(ev.data, "application", optional=True) or "vehicle"
-        if application.lower() in E_BIKE_APPLICATIONS:
-            application = "e_bike"
+        application = _application(ev.data, "vehicle")
         vehicle = ctx.vehicle(vin)
         if vehicle is not None and vehicle.status == "scrapped":
             raise DomainError(E.VEHICLE_SCRAPPED, f"vehicle {vin} has been scrapped", field="data.vin")
@@ -428,9 +429,7 @@ def _installed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         )
     else:
         system = require_str(ev.data, "system")
-        application = (require_str(ev.data, "application", optional=True) or "stationary").lower()
-        if application in E_BIKE_APPLICATIONS:
-            application = "e_bike"
+        application = _application(ev.data, "stationary").lower()
         new_state = _advance(state, stage=Stage.INSTALLED, vin=None, system=system, application=application)
     if new_state.application == "e_bike" and (state.second_life or state.retired_at is not None):
         raise DomainError(
@@ -441,6 +440,14 @@ def _installed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         )
     changes.batteries[state.code] = new_state
     return changes
+
+
+def _application(data: Mapping[str, Any], default: str) -> str:
+    """``data.application`` as given, or ``e_bike`` however an e-bike is spelt (case, spaces, hyphens)."""
+    application = require_str(data, "application", optional=True) or default
+    if _SEPARATORS.sub("_", application.strip().lower()).strip("_") in E_BIKE_APPLICATIONS:
+        return "e_bike"
+    return application
 
 
 def _vehicle(ev: EventIn, ctx: Context) -> tuple[str, VehicleState | None]:
