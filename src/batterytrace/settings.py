@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1)
     #: Requests per minute per API key (0: no limit).
     rate_limit_per_minute: int = Field(default=0, ge=0)
+    #: Key that signs the web pages' session and form (CSRF) cookies, 32 bytes or more. In
+    #: development one is made per process when it is not set; production refuses to start without.
+    session_secret: SecretStr | None = Field(default=None, min_length=32)
+    #: Hours a web session lasts after logging in.
+    session_hours: int = Field(default=8, ge=1, le=24 * 30)
 
     def signing_key_path(self) -> Path:
         return self.signing_key if self.signing_key is not None else Path("batterytrace-signing.key")
