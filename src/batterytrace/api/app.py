@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import base64
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batterytrace.api import problems
+from batterytrace.api.routes.ops import install_middleware
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError, catalog
 from batterytrace.domain.permissions import Permission
@@ -68,7 +67,7 @@ class EventBody(BaseModel):
             "example": {
                 "id": "6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b",
                 "type": "manufactured",
-                "battery": "0ABPE01A1B2C3D4Q5K0000001",
+                "battery": "0ABPE01A1B2C3DGBL0000001",
                 "time": "2026-05-01T09:30:00+08:00",
                 "region": "320500",
                 "data": {
@@ -149,7 +148,9 @@ def current_caller(request: Request) -> Caller | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise DomainError(E.AUTH_INVALID_KEY, "use the header 'Authorization: Bearer <api key>'")
     registry: Registry = request.app.state.registry
-    return registry.authenticate(token.strip())
+    caller = registry.authenticate(token.strip())
+    request.state.enterprise = caller.id  # for the request log
+    return caller
 
 
 CallerDep = Annotated[Caller | None, Depends(current_caller)]
@@ -166,7 +167,7 @@ def extra_routers() -> list[APIRouter]:
     return out
 
 
-ROUTER_MODULES: list[str] = []
+ROUTER_MODULES: list[str] = ["batterytrace.api.routes.ops", "batterytrace.web.pages"]
 
 
 def create_app(registry: Registry) -> FastAPI:
@@ -185,14 +186,6 @@ def create_app(registry: Registry) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid[:64]
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
 
     v1 = APIRouter(prefix=API)
 
@@ -403,9 +396,6 @@ def create_app(registry: Registry) -> FastAPI:
             raise DomainError(E.NOT_FOUND, f"no problem type {code}")
         return JSONResponse({"code": spec.code, "title": spec.title, "status": problems.STATUS[spec.kind]})
 
-    @app.get("/healthz", tags=["meta"], openapi_extra=permission(Permission.PUBLIC_READ))
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_middleware(app)  # outermost: request id, request log and metrics
     return app

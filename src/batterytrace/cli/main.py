@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,6 +41,20 @@ def fail(error: DomainError | Exception, code: int = 1) -> typer.Exit:
 
 def settings() -> Settings:
     return Settings()
+
+
+def registry_for_command(*, migrate: bool = True) -> Any:
+    """The registry for one command; its database connections close when the command ends."""
+    # Typer carries its own click; its context closes when the command ends, on errors too.
+    from typer._click.globals import get_current_context
+
+    from batterytrace.services.factory import build_registry
+
+    registry = build_registry(settings(), migrate=migrate)
+    ctx = get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(registry.engine.dispose)
+    return registry
 
 
 # --- code check ---------------------------------------------------------------------------------
@@ -98,8 +112,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from batterytrace.store.migrate import current_revision, upgrade
 
     engine = make_engine(settings().database_url)
-    upgrade(engine, revision)
-    out.print(f"database at revision {current_revision(engine)}")
+    try:
+        upgrade(engine, revision)
+        out.print(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 @db_app.command("current")
@@ -109,7 +126,10 @@ def db_current() -> None:
     from batterytrace.store.migrate import current_revision, head_revision
 
     engine = make_engine(settings().database_url)
-    cur, head = current_revision(engine), head_revision()
+    try:
+        cur, head = current_revision(engine), head_revision()
+    finally:
+        engine.dispose()
     out.print(f"current {cur}, head {head}: {'up to date' if cur == head else 'run batterytrace db upgrade'}")
     raise typer.Exit(0 if cur == head else 1)
 
@@ -124,10 +144,9 @@ def bootstrap(
     region: Annotated[str, typer.Option(help="6-digit region code")] = "110000",
 ) -> None:
     """Create the first regulator on an empty registry; its API key is the last line printed."""
-    from batterytrace.services.factory import build_registry
 
     try:
-        registry = build_registry(settings())
+        registry = registry_for_command()
         record, key = registry.bootstrap(id, name, region)
     except DomainError as exc:
         raise fail(exc) from None
@@ -147,10 +166,12 @@ def serve(
     """Run the registry's web server (API, passport pages, dashboard)."""
     import uvicorn
 
+    from batterytrace.logging_json import configure_logging, logging_config
     from batterytrace.services.factory import build_registry
     from batterytrace.services.log import SigningKeyError
 
     cfg = settings()
+    configure_logging(cfg.log_level)
     try:
         registry = build_registry(cfg)
     except SigningKeyError as exc:
@@ -178,10 +199,11 @@ def serve(
             out.print(f"  passport ({story}): {base}/b/{code}", highlight=False)
     from batterytrace.api.app import create_app
 
+    logs = {"log_config": logging_config(cfg.log_level), "access_log": False}
     if workers > 1:
-        uvicorn.run("batterytrace.api.asgi:app", host=host, port=port, workers=workers)
+        uvicorn.run("batterytrace.api.asgi:app", host=host, port=port, workers=workers, **logs)
     else:
-        uvicorn.run(create_app(registry), host=host, port=port)
+        uvicorn.run(create_app(registry), host=host, port=port, **logs)
 
 
 # --- the log ---------------------------------------------------------------------------------------
@@ -190,10 +212,9 @@ def serve(
 @log_app.command("checkpoint")
 def log_checkpoint() -> None:
     """Print the latest signed checkpoint (a C2SP signed note)."""
-    from batterytrace.services.factory import build_registry
     from batterytrace.services.log import latest_checkpoint
 
-    note = latest_checkpoint(build_registry(settings()).engine)
+    note = latest_checkpoint(registry_for_command().engine)
     if note is None:
         raise fail(ValueError("the log is empty"))
     sys.stdout.write(note)
@@ -202,9 +223,8 @@ def log_checkpoint() -> None:
 @log_app.command("key")
 def log_key() -> None:
     """Print the log's verifier key (note format)."""
-    from batterytrace.services.factory import build_registry
 
-    print(build_registry(settings()).log.signer.verifier_key)
+    print(registry_for_command().log.signer.verifier_key)
 
 
 @log_app.command("keygen")
@@ -230,10 +250,9 @@ def verify(
     altered, deleted or inserted. Exit status 0 only when everything checks."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from batterytrace.services.factory import build_registry
     from batterytrace.services.verify import verify as run_verify
 
-    registry = build_registry(settings(), migrate=False)
+    registry = registry_for_command(migrate=False)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True) as bar:
         task = bar.add_task("verifying …")
         report = run_verify(
@@ -311,9 +330,8 @@ def _fetch_inclusion(index: int, size: int | None, url: str | None) -> dict[str,
             "entry_text": canonical_entry(e["entry"]).decode("utf-8"),
         }
     from batterytrace.services import log as logsvc
-    from batterytrace.services.factory import build_registry
 
-    engine = build_registry(settings(), migrate=False).engine
+    engine = registry_for_command(migrate=False).engine
     try:
         p = logsvc.prove_inclusion(engine, index, size)
         text = logsvc.entry_text(engine, index)
@@ -355,10 +373,9 @@ def log_consistency(
         ]
         current_note = httpx.get(f"{base}/api/v1/log/checkpoint", timeout=30).text
     else:
-        from batterytrace.services.factory import build_registry
         from batterytrace.services.log import latest_checkpoint
 
-        registry = build_registry(settings(), migrate=False)
+        registry = registry_for_command(migrate=False)
         with registry.engine.connect() as conn:
             verifiers = [Verifier.from_key(k) for k in key] if key else registry.log.verifiers(conn)
         current_note = latest_checkpoint(registry.engine) or ""
@@ -400,10 +417,9 @@ def log_rotate_key(
 ) -> None:
     """Make a new signing key and sign the current tree with it; the old key stays listed so old
     checkpoints still verify. Then point BATTERYTRACE_SIGNING_KEY at the new file."""
-    from batterytrace.services.factory import build_registry
     from batterytrace.services.log import rotate_key
 
-    registry = build_registry(settings(), migrate=False)
+    registry = registry_for_command(migrate=False)
     if out_path.exists():
         raise fail(ValueError(f"{out_path} exists; refusing to overwrite a signing key"))
     verifier = rotate_key(registry, out_path)
@@ -412,7 +428,7 @@ def log_rotate_key(
 
 
 #: Modules that add commands: each has ``register(app: typer.Typer) -> None``.
-CLI_MODULES: list[str] = []
+CLI_MODULES: list[str] = ["batterytrace.cli.ops"]
 
 
 def _register_modules() -> None:
