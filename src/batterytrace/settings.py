@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = Field(default=None, min_length=32)
     #: Hours a web session lasts after logging in.
     session_hours: int = Field(default=8, ge=1, le=24 * 30)
+    #: Least severe level written to the JSON log (DEBUG, INFO, WARNING, ERROR).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Seconds a readiness check waits for the database before reporting it unreachable.
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
 
     def signing_key_path(self) -> Path:
         return self.signing_key if self.signing_key is not None else Path("batterytrace-signing.key")
