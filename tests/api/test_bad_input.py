@@ -240,3 +240,35 @@ def test_a_number_the_log_cannot_hold_exactly_is_rejected_not_a_server_error(cas
     assert [x["status"] for x in r.json()["results"]] == ["rejected", "accepted"]
     assert r.json()["results"][0]["error"]["code"] == "request.invalid"
     assert tree_size(cast.regulator.client) == size + 1
+
+
+def test_nul_characters_are_rejected_not_a_server_error(cast: Cast) -> None:
+    # PostgreSQL text cannot hold U+0000: such input must be refused cleanly, and the refusal kept
+    pack = f.code()
+    assert cast.automaker.event(f.event("installed", pack, 0, {"system": "x"})).status_code == 404
+    made = cast.maker.event(f.event("manufactured", pack, 0, f.MANUFACTURED))
+    assert made.status_code == 201, made.text
+    cases = [
+        (manufacture(f.code(), type="melt\u0000ed"), 422, "event.unknown_type", "type"),
+        (manufacture("0ABPE01A1B2C3DG31000000\u0000"), 422, "code.bad_character", "battery"),
+        (manufacture(f.code(), id="\u0000"), 422, "request.invalid", "id"),
+        (manufacture(f.code(), time="2026-03-02T09:00:00+08:00\u0000"), 422, "event.bad_time", "time"),
+        (
+            manufacture(f.code(), data={**f.MANUFACTURED, "model": "A\u00001"}),
+            422,
+            "request.invalid",
+            "data.model",
+        ),
+        (f.event("shipped", pack, 5, {"to": "91310115000000\u00001X"}), 422, "request.invalid", "data.to"),
+        (f.event("exported", pack, 5, {"country": "D\u0000"}), 422, "request.invalid", "data.country"),
+    ]
+    size = tree_size(cast.regulator.client)
+    for body, status, code, field in cases:
+        assert_problem(cast.maker.event(body), status, code, field)
+        r = cast.maker.post(BATCH, {"events": [body]})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["error"]["code"] == code
+    assert tree_size(cast.regulator.client) == size
+    logged = security_codes(cast.regulator)
+    assert logged[cases[4][0]["id"]] == "request.invalid"
+    assert any(c == "event.unknown_type" for c in logged.values())

@@ -32,7 +32,7 @@ def parse_event_time(value: Any, field: str = "time") -> datetime:
             E.EVENT_TIME_INVALID, f"'{field}' must be an RFC 3339 date-time string", field=field
         )
     text = value.strip()
-    if len(text) < 20 or text[10] not in "Tt ":
+    if len(text) < 20 or text[10] not in "Tt " or "\x00" in text:
         raise DomainError(
             E.EVENT_TIME_INVALID,
             f"'{field}' must be an RFC 3339 date-time such as 2026-05-01T09:30:00+08:00, got {value!r}",
@@ -72,6 +72,8 @@ def require_str(
     value = data[key]
     if not isinstance(value, str) or not value.strip():
         raise _invalid(path, f"'{path}' must be a non-empty string")
+    if "\x00" in value:
+        raise _invalid(path, f"'{path}' must not contain NUL (U+0000) characters")
     return value
 
 

@@ -13,6 +13,12 @@ from batterytrace.domain.model import BatteryState, Enterprise, Link, VehicleSta
 from batterytrace.store import repo
 
 
+def _keys(values: list[str]) -> list[str]:
+    """The values that can be keys at all. Reported data is looked up before the rules have read
+    it, and PostgreSQL refuses text with NUL characters; no key holds one, so those are absent."""
+    return [v for v in values if "\x00" not in v]
+
+
 class BatchContext:
     """Implements ``batterytrace.domain.lifecycle.Context`` over one connection."""
 
@@ -42,23 +48,23 @@ class BatchContext:
         manufacturer_codes: Iterable[str] = (),
     ) -> None:
         missing = [c for c in set(codes) if c not in self._batteries]
-        found = repo.load_batteries(self.conn, missing)
+        found = repo.load_batteries(self.conn, _keys(missing))
         for code in missing:
             self._batteries[code] = found.get(code)
             if code in found:
                 self._in_db.add(code)
         missing_v = [v for v in set(vins) if v not in self._vehicles]
-        found_v = repo.load_vehicles(self.conn, missing_v)
+        found_v = repo.load_vehicles(self.conn, _keys(missing_v))
         for vin in missing_v:
             self._vehicles[vin] = found_v.get(vin)
             if vin in found_v:
                 self._vehicles_in_db.add(vin)
         missing_e = [e for e in set(enterprises) if e not in self._enterprises]
-        found_e = repo.load_enterprises(self.conn, missing_e)
+        found_e = repo.load_enterprises(self.conn, _keys(missing_e))
         for eid in missing_e:
             self._enterprises[eid] = found_e.get(eid)
         missing_m = [m for m in set(manufacturer_codes) if m not in self._owners]
-        found_m = repo.manufacturer_owners(self.conn, missing_m)
+        found_m = repo.manufacturer_owners(self.conn, _keys(missing_m))
         for m in missing_m:
             self._owners[m] = found_m.get(m)
 

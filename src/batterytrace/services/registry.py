@@ -91,6 +91,12 @@ def body_hash(raw: Any) -> str:
         ) from None
 
 
+def _storable(text: str) -> str:
+    """Text as every database can keep it: refused input is kept as given, but PostgreSQL text
+    cannot hold NUL characters, so they are written as the escape ``\\x00``."""
+    return text.replace("\x00", "\\x00")
+
+
 def require(caller: Caller | None, permission: Permission) -> Caller:
     if caller is None:
         raise DomainError(E.AUTH_REQUIRED, "send 'Authorization: Bearer <api key>' to use this endpoint")
@@ -711,7 +717,7 @@ class Registry:
         raw_map = raw if isinstance(raw, Mapping) else {}
 
         def short(value: Any, n: int) -> str | None:
-            return str(value)[:n] if value is not None else None
+            return _storable(str(value))[:n] if value is not None else None
 
         return {
             "at": now,
@@ -721,7 +727,7 @@ class Registry:
             "event_type": short(raw_map.get("type"), 40),
             "battery": short(raw_map.get("battery") or raw_map.get("vin"), 64),
             "code": error.code,
-            "detail": error.message[:2000],
+            "detail": _storable(error.message)[:2000],
         }
 
     def _write_security(self, rows: list[dict[str, Any]]) -> None:
