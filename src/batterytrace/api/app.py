@@ -41,7 +41,7 @@ class BodyLimit:
             f"the request body is larger than {self.limit} bytes; split it into smaller batches",
         )
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await problems.problem_response(too_big)(scope, receive, send)
+            await problems.problem_response(too_big, Request(scope))(scope, receive, send)
             return
         seen = 0
 

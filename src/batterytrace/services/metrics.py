@@ -31,7 +31,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from batterytrace.domain.model import EventType
@@ -171,15 +171,24 @@ def track_import(fmt: str, expected: int | None = None) -> Iterator[ImportProgre
 
 
 def open_alert_counts(conn: Connection) -> dict[str, int] | None:
-    """Open alerts by rule, from the monitoring service when it is part of this build."""
+    """Open (and acknowledged, not yet closed) alerts by rule, every rule listed, from the
+    monitoring service's table; ``None`` when monitoring is not part of this build."""
+    alerts = getattr(T, "alerts", None)
     try:
-        monitoring = importlib.import_module("batterytrace.services.monitoring")
+        rules = importlib.import_module("batterytrace.services.monitoring.rules")
     except ImportError:
         return None
-    counter = getattr(monitoring, "open_alert_counts", None)
-    if counter is None:
+    if alerts is None:
         return None
-    return {str(rule): int(n) for rule, n in counter(conn).items()}
+    counts = {str(name): 0 for name in rules.RULES}
+    stmt = (
+        select(alerts.c.rule, func.count())
+        .where(alerts.c.status.in_(rules.OPEN_STATUSES))
+        .group_by(alerts.c.rule)
+    )
+    for rule, n in conn.execute(stmt):
+        counts[str(rule)] = int(n)
+    return counts
 
 
 class RegistryCollector:
@@ -201,7 +210,11 @@ class RegistryCollector:
         cp_age = GaugeMetricFamily(
             "batterytrace_log_checkpoint_age_seconds", "Seconds since the latest checkpoint was signed."
         )
-        alerts = GaugeMetricFamily("batterytrace_alerts_open", "Open alerts, by rule.", labels=["rule"])
+        alerts = GaugeMetricFamily(
+            "batterytrace_alerts_open",
+            "Alerts open or acknowledged, not yet closed, by rule.",
+            labels=["rule"],
+        )
         try:
             with read_transaction(self.registry.engine) as conn:
                 head = conn.execute(select(T.log_head.c.size).where(T.log_head.c.id == 1)).scalar()
