@@ -100,3 +100,25 @@ def test_canonical_form_is_valid_json_with_the_same_value(entry: dict[str, Any])
     encoded = canonical_entry(entry)
     assert json.loads(encoded) == entry
     assert canonical_entry(json.loads(encoded)) == encoded  # stable under a round trip
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-(2**53 - 1), max_value=2**53 - 1),
+    st.text(),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_fast_canonical_form_equals_rfc8785(obj):
+    """The standard-library fast path writes exactly what the reference canonicalizer writes."""
+    import rfc8785
+
+    assert canonical_entry(obj) == rfc8785.dumps(obj)
