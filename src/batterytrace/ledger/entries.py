@@ -64,7 +64,7 @@ _PLAIN_FLOAT_MAX = 1e16
 
 
 def _fast_form(value: Any, path: str) -> Any:
-    """``value`` checked as ``_plain`` does and ready for ``json.dumps``; raises ``_SlowPath`` where
+    """``value`` checked as ``_plain`` does and ready for ``json.dumps``; raises ``_SlowPathError`` where
     Python's JSON output could differ from RFC 8785 (exponent-form floats, keys that sort
     differently in UTF-16)."""
     if value is None or value is True or value is False or type(value) is str:
@@ -73,25 +73,25 @@ def _fast_form(value: Any, path: str) -> Any:
         if value.is_integer() and -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
             return int(value)
         if not _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX:
-            raise _SlowPath
+            raise _SlowPathError
         return value
     if type(value) is int:
         if not -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
-            raise _SlowPath
+            raise _SlowPathError
         return value
     if type(value) is dict:
         out = {}
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and any(ord(ch) > 0xFFFF for ch in key)):
-                raise _SlowPath
+                raise _SlowPathError
             out[key] = _fast_form(item, path)
         return out
     if type(value) is list:
         return [_fast_form(item, path) for item in value]
-    raise _SlowPath
+    raise _SlowPathError
 
 
-class _SlowPath(Exception):
+class _SlowPathError(Exception):
     pass
 
 
@@ -113,7 +113,7 @@ def canonical_entry(obj: Mapping[str, Any]) -> bytes:
     # Anything else (mappings of other types, unusual floats, errors) takes the full path.
     try:
         return _ENCODER.encode(_fast_form(obj, "$")).encode("utf-8")
-    except (_SlowPath, UnicodeEncodeError):
+    except (_SlowPathError, UnicodeEncodeError):
         pass
     plain = _plain(obj, "$")
     try:
