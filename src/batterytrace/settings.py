@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Seconds a readiness check waits for the database before reporting it unreachable.
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    #: Policy profile whose deadlines and thresholds raise alerts (see ``data/policy.toml``).
+    monitoring_profile: str = "CN-2026"
+    #: Listing alerts first re-scans running deadlines when the last scan is older than this.
+    alert_rescan_seconds: int = Field(default=300, ge=0)
 
     def signing_key_path(self) -> Path:
         return self.signing_key if self.signing_key is not None else Path("batterytrace-signing.key")

@@ -4,6 +4,7 @@ observe accepted events."""
 from __future__ import annotations
 
 from batterytrace.services.log import Log, load_signer
+from batterytrace.services.monitoring import install as install_monitoring
 from batterytrace.services.registry import Registry
 from batterytrace.settings import Settings
 from batterytrace.store.db import make_engine
@@ -22,3 +23,4 @@ def build_registry(settings: Settings, *, migrate: bool = True) -> Registry:
 
 def install_extensions(registry: Registry) -> None:
     """Services that observe accepted events (``Registry.observers``), one line each."""
+    install_monitoring(registry)

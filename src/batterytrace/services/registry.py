@@ -125,6 +125,10 @@ class Registry:
         #: written: ``observer(conn, accepted_event_rows, context)``. Monitoring keeps alerts and
         #: rollups current this way, in the same transaction as the change.
         self.observers: list[Callable[[Any, list[dict[str, Any]], BatchContext], None]] = []
+        #: Called inside the transaction that keeps refused attempts (``security_events``), after
+        #: they are written: ``refusal_observer(conn, security_rows)``. Monitoring raises alerts
+        #: from refused attempts this way.
+        self.refusal_observers: list[Callable[[Any, list[dict[str, Any]]], None]] = []
 
     # --- keys and authentication -----------------------------------------------------------
 
@@ -733,6 +737,8 @@ class Registry:
     def _write_security(self, rows: list[dict[str, Any]]) -> None:
         with write_transaction(self.engine) as conn:
             repo.record_security_events(conn, rows)
+            for observer in self.refusal_observers:
+                observer(conn, rows)
 
     def _security(self, enterprise_id: str | None, key_id: str | None, code: str, detail: str) -> None:
         self._write_security(

@@ -239,3 +239,112 @@ log_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("retired_at", UTCDateTime, nullable=True),
 )
+
+# --- monitoring (migration 0002): alerts, deadline watches, report rollups ------------------------
+
+#: One row per alert. ``condition_key`` names the condition that raised it and is set while the
+#: condition holds (so one condition raises one alert); it is cleared when the condition clears.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(40), nullable=False),
+    Column("status", String(12), nullable=False),  # open | acknowledged | closed | resolved
+    Column("condition_key", String(200), nullable=True, unique=True),
+    Column("battery", String(64), nullable=True, index=True),
+    Column("vin", String(17), nullable=True, index=True),
+    Column("enterprise_id", String(18), nullable=True, index=True),
+    Column("counterparty", String(18), nullable=True, index=True),
+    Column("province", String(2), nullable=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("deadline", UTCDateTime, nullable=True),
+    Column("deadline_basis", String(16), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("close_reason", Text, nullable=True),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("acknowledged_by", String(18), nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("resolved_by", String(18), nullable=True),
+    Column("resolution", Text, nullable=True),
+    Index("ix_alerts_status_rule", "status", "rule"),
+)
+
+#: Running deadlines, one per battery and rule: a shipment in transit, a retired battery not yet
+#: with a licensed facility, a battery in a scrapped vehicle. ``alerted`` turns true when the
+#: deadline passes and the alert is raised; the row goes when the condition clears.
+alert_watches = Table(
+    "alert_watches",
+    metadata,
+    Column("battery", String(24), primary_key=True),
+    Column("rule", String(40), primary_key=True),
+    Column("condition_key", String(200), nullable=False),
+    Column("vin", String(17), nullable=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("deadline_basis", String(16), nullable=False),
+    Column("enterprise_id", String(18), nullable=True),
+    Column("counterparty", String(18), nullable=True),
+    Column("producer", String(18), nullable=True),
+    Column("installer", String(18), nullable=True),
+    Column("province", String(2), nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("alerted", Boolean, nullable=False, default=False),
+    Index("ix_alert_watches_alerted_deadline", "alerted", "deadline"),
+)
+
+#: Small facts about the monitoring itself (e.g. when alerts were last re-scanned).
+monitor_state = Table(
+    "monitor_state",
+    metadata,
+    Column("key", String(40), primary_key=True),
+    Column("at", UTCDateTime, nullable=True),
+)
+
+#: Statistics counters: batteries and grams per year, province, chemistry, producer, level and
+#: metric (registered, installed, retired, collected, repurposed, dismantled, recycled).
+stat_rollup = Table(
+    "stat_rollup",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("province", String(2), primary_key=True),
+    Column("chemistry", String(20), primary_key=True),
+    Column("producer", String(18), primary_key=True),
+    Column("level", String(6), primary_key=True),
+    Column("metric", String(16), primary_key=True),
+    Column("batteries", BigInteger, nullable=False),
+    Column("mass_g", BigInteger, nullable=False),
+)
+
+#: Producer responsibility counters per enterprise, responsibility (battery_maker or automaker)
+#: and year of retirement.
+producer_rollup = Table(
+    "producer_rollup",
+    metadata,
+    Column("enterprise_id", String(18), primary_key=True),
+    Column("responsibility", String(16), primary_key=True),
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("retired", BigInteger, nullable=False),
+    Column("retired_g", BigInteger, nullable=False),
+    Column("collected_in_time", BigInteger, nullable=False),
+    Column("collected_late", BigInteger, nullable=False),
+)
+
+#: Recovery counters per recycler, year and metal (li, co, ni, mn, cu; "*" holds the batteries
+#: recycled, their mass in and everything recovered). Grams of metal contained (from the battery's
+#: declared materials) and recovered; ``unmatched_g`` is metal recovered from batteries whose
+#: content of that metal was not declared.
+recovery_rollup = Table(
+    "recovery_rollup",
+    metadata,
+    Column("recycler", String(18), primary_key=True),
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("metal", String(4), primary_key=True),
+    Column("batteries", BigInteger, nullable=False),
+    Column("contained_g", BigInteger, nullable=False),
+    Column("recovered_g", BigInteger, nullable=False),
+    Column("unmatched_g", BigInteger, nullable=False),
+)
