@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from unicodedata import east_asian_width
 
 from markupsafe import Markup, escape
 
@@ -23,6 +24,27 @@ FONT = "font-family=\"system-ui, 'Noto Sans CJK SC', 'Microsoft YaHei', sans-ser
 class Series:
     name: str
     values: Sequence[float | None]
+
+
+#: Widest label column of a horizontal bar chart, in user units (px at full size).
+LABEL_MAX_WIDTH = 230.0
+
+
+def text_width(text: str, size: float = 12.0) -> float:
+    """A generous estimate of the width of ``text`` at ``size``: CJK glyphs take a full em."""
+    return sum(size if east_asian_width(ch) in "WF" else size * 0.58 for ch in text)
+
+
+def shorten(text: str, width: float, size: float = 12.0) -> str:
+    """``text`` cut with an ellipsis to fit ``width``."""
+    if text_width(text, size) <= width:
+        return text
+    out = ""
+    for ch in text:
+        if text_width(out + ch + "…", size) > width:
+            break
+        out += ch
+    return out + "…"
 
 
 def nice_ticks(top: float, count: int = 5) -> list[float]:
@@ -228,7 +250,7 @@ def hbar_chart(
         if len(row_marks) != len(labels):
             raise ValueError(f"markers {name!r} have {len(row_marks)} values for {len(labels)} labels")
     row_h, top = 24.0, 8.0
-    label_w = min(220.0, 24.0 + 7.0 * max((len(label) for label in labels), default=4))
+    label_w = min(LABEL_MAX_WIDTH, 16.0 + max((text_width(label) for label in labels), default=30.0))
     value_w = 90.0
     bottom = 28.0 if marks else 8.0
     height = int(top + row_h * max(len(labels), 1) + bottom)
@@ -242,7 +264,8 @@ def hbar_chart(
         y = top + i * row_h
         w = max(value, 0.0) / top_value * plot_w
         parts.append(
-            f'<text x="{_n(label_w - 6)}" y="{_n(y + 16)}" text-anchor="end">{escape(label)}</text>'
+            f'<text x="{_n(label_w - 6)}" y="{_n(y + 16)}" text-anchor="end">'
+            f"<title>{escape(label)}</title>{escape(shorten(label, label_w - 12))}</text>"
             f'<rect class="bar" x="{_n(label_w)}" y="{_n(y + 4)}" width="{_n(w)}" height="{_n(row_h - 8)}" '
             f'fill="{PALETTE[0]}"><title>{escape(label)}: {escape(fmt(value))} {escape(unit)}</title></rect>'
             f'<text x="{_n(label_w + w + 4)}" y="{_n(y + 16)}" fill="#333">{escape(fmt(value))} {escape(unit)}</text>'

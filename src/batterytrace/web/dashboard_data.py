@@ -19,10 +19,9 @@ import importlib
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy import and_, case, extract, func, select
@@ -110,11 +109,13 @@ class MetalRow:
 class AlertRow:
     id: str
     rule: str
+    title: str
     battery: str | None
     enterprise: str | None
     province: str | None
     since: str | None
-    evidence: Any
+    deadline: str | None
+    detail: str
     acknowledged: bool
 
 
@@ -129,6 +130,7 @@ class Dashboard:
     recovery: list[MetalRow]
     forecast: list[tuple[int, float]]
     #: Alerts come from the monitoring service; None while it is not installed.
+    alerts_open: int | None = None
     alerts_by_rule: list[tuple[str, int]] | None = None
     alerts_by_province: list[tuple[str, int]] | None = None
     open_alerts: list[AlertRow] | None = None
@@ -140,31 +142,19 @@ class AlertsUnavailableError(RuntimeError):
     """The monitoring service is not installed, so there are no alerts to acknowledge."""
 
 
-# --- the monitoring service, when it is installed ------------------------------------------------
+# --- the monitoring service ---------------------------------------------------------------------
 
 
-def _optional_module(name: str) -> ModuleType | None:
+def monitoring(registry: Registry) -> Any | None:
+    """The registry's monitoring service (``batterytrace.services.monitoring``), or None when
+    that package is not installed."""
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module("batterytrace.services.monitoring")
     except ModuleNotFoundError as exc:
-        if exc.name != name:
+        if exc.name not in ("batterytrace.services.monitoring",):
             raise
         return None
-
-
-def _function(module_name: str, *names: str) -> Callable[..., Any] | None:
-    module = _optional_module(module_name)
-    if module is None:
-        return None
-    for name in names:
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
-
-
-def monitoring_available() -> bool:
-    return _function("batterytrace.services.monitoring", "list_alerts") is not None
+    return module.monitoring_for(registry)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -217,66 +207,85 @@ def _compute(registry: Registry, size: int) -> Dashboard:
     )
 
 
+#: Alerts shown for action on the dashboard (the newest first).
+ALERTS_SHOWN = 50
+#: Statuses of an alert whose condition still holds (the monitoring service's vocabulary).
+OPEN_STATUSES = ("open", "acknowledged")
+
+
 def _with_alerts(registry: Registry, caller: Caller, figures: Dashboard) -> Dashboard:
-    list_alerts = _function("batterytrace.services.monitoring", "list_alerts")
-    if list_alerts is None:
+    service = monitoring(registry)
+    if service is None:
         return figures
-    raw = list_alerts(registry, caller)
-    alerts = [_alert_row(a) for a in _items(raw)]
-    open_alerts = [a for a in alerts if not a.acknowledged]
-    by_rule: dict[str, int] = defaultdict(int)
-    by_province: dict[str, int] = defaultdict(int)
-    for a in open_alerts:
-        by_rule[a.rule] += 1
-        by_province[a.province or ""] += 1
-    sources = {**figures.sources, "alerts": "monitoring"}
-    return Dashboard(
-        **{
-            **figures.__dict__,
-            "alerts_by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
-            "alerts_by_province": sorted(by_province.items(), key=lambda kv: (-kv[1], kv[0])),
-            "open_alerts": open_alerts,
-            "sources": sources,
-        }
+    listed = service.list_alerts(
+        caller, status="open", limit=min(ALERTS_SHOWN, registry.settings.max_page_size)
+    )
+    alerts = [_alert_row(a) for a in listed["items"]]
+    by_rule, by_province = _alert_counts(registry)
+    return replace(
+        figures,
+        alerts_open=int(listed["total"] or 0),
+        alerts_by_rule=by_rule,
+        alerts_by_province=by_province,
+        open_alerts=[a for a in alerts if not a.acknowledged],
+        sources={**figures.sources, "alerts": "monitoring"},
     )
 
 
-def _items(raw: Any) -> Iterable[Mapping[str, Any]]:
-    if isinstance(raw, Mapping):
-        return list(raw.get("items", []))
-    return list(raw)
+def _alert_counts(registry: Registry) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Alerts whose condition still holds, by rule and by province (counted in the database)."""
+    a = T.alerts
+    with read_transaction(registry.engine) as conn:
+        rows = conn.execute(
+            select(a.c.rule, a.c.province, func.count().label("n"))
+            .where(a.c.status.in_(OPEN_STATUSES))
+            .group_by(a.c.rule, a.c.province)
+        ).all()
+    by_rule: dict[str, int] = defaultdict(int)
+    by_province: dict[str, int] = defaultdict(int)
+    for rule, province, n in rows:
+        by_rule[str(rule)] += int(n)
+        by_province[str(province or "")] += int(n)
+
+    def ranked(counts: dict[str, int]) -> list[tuple[str, int]]:
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    return ranked(by_rule), ranked(by_province)
 
 
 def _alert_row(a: Mapping[str, Any]) -> AlertRow:
-    region = a.get("province") or a.get("region")
     return AlertRow(
         id=str(a["id"]),
-        rule=str(a.get("rule", "")),
+        rule=str(a["rule"]),
+        title=str(a.get("title") or a["rule"]),
         battery=a.get("battery"),
         enterprise=a.get("enterprise"),
-        province=str(region)[:2] if region else None,
-        since=str(a.get("since") or a.get("created_at") or "") or None,
-        evidence=a.get("evidence"),
-        acknowledged=bool(
-            a.get("acknowledged") or a.get("acknowledged_at") or a.get("status") == "acknowledged"
-        ),
+        province=a.get("province"),
+        since=a.get("since"),
+        deadline=a.get("deadline"),
+        detail=str(a.get("detail") or ""),
+        acknowledged=a.get("status") != "open",
     )
 
 
-def enterprise_alerts(registry: Registry, caller: Caller) -> list[AlertRow]:
-    """The alerts the monitoring service shows this caller (its own, for an enterprise)."""
-    list_alerts = _function("batterytrace.services.monitoring", "list_alerts")
-    if list_alerts is None:
-        return []
-    return [_alert_row(a) for a in _items(list_alerts(registry, caller))]
+def enterprise_alerts(registry: Registry, caller: Caller) -> list[AlertRow] | None:
+    """The alerts about this enterprise whose condition still holds; None without monitoring."""
+    service = monitoring(registry)
+    if service is None:
+        return None
+    listed = service.list_alerts(
+        caller, status="open", limit=min(ALERTS_SHOWN, registry.settings.max_page_size)
+    )
+    return [_alert_row(a) for a in listed["items"]]
 
 
-def acknowledge_alert(registry: Registry, caller: Caller, alert_id: str, note: str | None) -> None:
-    """Acknowledge an alert through the monitoring service."""
-    acknowledge = _function("batterytrace.services.monitoring", "acknowledge_alert", "acknowledge")
-    if acknowledge is None:
+def acknowledge_alert(registry: Registry, caller: Caller, alert_id: int, note: str | None) -> None:
+    """Acknowledge an alert through the monitoring service (which checks the caller, records the
+    action in the log and refuses an alert that is not open)."""
+    service = monitoring(registry)
+    if service is None:
         raise AlertsUnavailableError("the monitoring service is not installed: no alert can be acknowledged")
-    acknowledge(registry, caller, alert_id, note=note)
+    service.acknowledge(caller, alert_id, note)
 
 
 # --- queries over the current-state table ----------------------------------------------------------

@@ -83,9 +83,7 @@ def load(registry: Registry, caller: Caller, *, after: str | None = None) -> Ent
             caller, filters={"holder": me, "stage": Stage.RETIRED.value}, limit=WAITING_LIMIT
         )
         waste = [_due(b, "retired_at", profile.collection_deadline_wd, today) for b in held["items"]]
-    alerts = None
-    if dashboard_data.monitoring_available():
-        alerts = dashboard_data.enterprise_alerts(registry, caller)
+    alerts = dashboard_data.enterprise_alerts(registry, caller)
     return EnterpriseView(
         enterprise=record,
         batteries=page,

@@ -484,31 +484,32 @@ def dashboard_battery(request: Request, code: str) -> Response:
 @router.post("/dashboard/alerts/{alert_id}/acknowledge", **_page_route(Permission.ALERT_MANAGE))
 def acknowledge(
     request: Request,
-    alert_id: str,
+    alert_id: int,
     note: Annotated[str, Form(max_length=2000)] = "",
     csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
 ) -> Response:
-    """Acknowledge an alert (through the monitoring service), then back to the dashboard."""
+    """Acknowledge an alert through the monitoring service, then back to the dashboard."""
     page = page_for(request)
     stop = _gate(page, Permission.ALERT_MANAGE) or _csrf_failed(page, csrf_token)
     if stop is not None:
         return stop
     assert page.caller is not None
+    back = ("/dashboard#alerts", page.t("nav.dashboard"))
     try:
         dashboard_data.acknowledge_alert(page.registry, page.caller, alert_id, note.strip() or None)
     except dashboard_data.AlertsUnavailableError:
-        return render(
-            page,
-            "message.html",
-            {
-                "heading": page.t("dash.alerts"),
-                "message": page.t("dash.no_monitoring"),
-                "link": ("/dashboard", page.t("nav.dashboard")),
-            },
-            status=503,
-            private=True,
-        )
-    return _redirect(page, "/dashboard#alerts")
+        message, status = page.t("dash.no_monitoring"), 503
+    except DomainError as exc:
+        message, status = exc.message, 404 if exc.kind == ErrorKind.NOT_FOUND else 409
+    else:
+        return _redirect(page, "/dashboard#alerts")
+    return render(
+        page,
+        "message.html",
+        {"heading": page.t("dash.alerts"), "message": message, "link": back},
+        status=status,
+        private=True,
+    )
 
 
 # --- an enterprise's own view --------------------------------------------------------------------------
