@@ -74,8 +74,7 @@ def test_battery_fields_are_cut_to_the_callers_tier(cast: Cast) -> None:
     events = cast.regulator.get(battery_path(pack) + "/events").json()["events"]
     assert events[-1]["data"] == {"vin": vin}
 
-
-def test_unknown_and_malformed_codes(cast: Cast) -> None:
+    # unknown and malformed codes
     client = cast.regulator.client
     assert_problem(client.get(battery_path(f.code())), 404, "battery.unknown", "code")
     problem = assert_problem(

@@ -80,9 +80,7 @@ def test_same_id_with_another_body_is_a_conflict(cast: Cast) -> None:
     assert tree_size(cast.regulator.client) == size
     assert state(cast, code) == before
     assert security_codes(cast.regulator)[event["id"]] == "event.id_reused"
-
-
-def test_same_id_twice_in_one_batch(cast: Cast) -> None:
+    # the same id twice in one batch: a retry, or a clash
     code = f.code()
     made = f.event("manufactured", code, 0, f.MANUFACTURED)
     clash = {**f.event("shipped", code, 10, {"to": cast.automaker.id}), "id": made["id"]}

@@ -292,7 +292,8 @@ def test_repurposed_refusals(story: Story, cast: Cast) -> None:
 # --- dismantled -------------------------------------------------------------------------------
 
 
-def test_dismantling_a_pack_retires_its_modules_with_the_dismantler(story: Story, cast: Cast) -> None:
+def test_dismantled(story: Story, cast: Cast) -> None:
+    # dismantling a pack makes its modules retired and held by the dismantler
     modules = [story.manufactured("M") for _ in range(2)]
     cells = [story.manufactured("C") for _ in range(2)]
     story.do(cast.maker, "assembled", modules[0], {"children": cells})
@@ -325,9 +326,6 @@ def test_dismantling_a_pack_retires_its_modules_with_the_dismantler(story: Story
     for cell in cells:
         story.expect(cell, stage="retired", holder=cast.dismantler.id)
     story.refuse(cast.dismantler, "dismantled", cells[0], None, 409, "lifecycle.bad_hierarchy", "battery")
-
-
-def test_dismantled_refusals(story: Story, cast: Cast) -> None:
     # only retired batteries
     code, vin = story.installed()
     story.do(cast.dismantler, "vehicle_scrapped", None, vin_=vin)
@@ -382,10 +380,8 @@ def test_recycled(story: Story, cast: Cast) -> None:
     new = story.manufactured()
     story.move(new, cast.maker, cast.recycler)
     story.refuse(cast.recycler, "recycled", new, data, 409, "lifecycle.wrong_stage", "battery")
-
-
-def test_recycling_by_an_unlicensed_recycler_is_refused(story: Story, cast: Cast) -> None:
-    # a removed battery is not yet waste, so it may reach an unlicensed recycler, which retires it
+    # recycling by an unlicensed recycler: a removed battery is not yet waste, so it may reach one,
+    # which retires it
     code = story.removed()
     story.move(code, cast.outlet, cast.unlicensed)
     story.do(cast.unlicensed, "retired", code)
@@ -576,31 +572,3 @@ def test_retraction_refusals(story: Story, cast: Cast) -> None:
     story.refuse(
         cast.maker, "retracted", other, {"event": shipped["id"]}, 422, "request.invalid", "data.reason"
     )
-
-
-# --- security events --------------------------------------------------------------------------
-
-
-def test_refused_attempts_are_kept_as_security_events(story: Story, cast: Cast) -> None:
-    code = story.manufactured()
-    refused = story.ev("shipped", code, {"to": cast.stranger.id})
-    r = cast.stranger.event(refused)
-    assert r.status_code == 403
-    r = cast.regulator.get("/api/v1/security-events")
-    assert r.status_code == 200, r.text
-    (item,) = [i for i in r.json()["items"] if i["event_id"] == refused["id"]]
-    assert item["code"] == "lifecycle.not_holder"
-    assert item["enterprise_id"] == cast.stranger.id
-    assert item["battery"] == code
-    assert item["event_type"] == "shipped"
-    assert item["detail"]
-    # filtered by enterprise
-    r = cast.regulator.get("/api/v1/security-events", enterprise=cast.stranger.id)
-    assert {i["enterprise_id"] for i in r.json()["items"]} == {cast.stranger.id}
-    # for the regulator only
-    r = cast.recycler.get("/api/v1/security-events")
-    assert r.status_code == 403
-    assert r.json()["code"] == "permission.denied"
-    r = cast.recycler.client.get("/api/v1/security-events")
-    assert r.status_code == 401
-    assert r.json()["code"] == "auth.required"
