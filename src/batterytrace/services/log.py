@@ -32,7 +32,7 @@ from batterytrace.ledger.merkle import (
     root_hash,
 )
 from batterytrace.settings import Settings
-from batterytrace.store import repo
+from batterytrace.store import bulk, repo
 from batterytrace.store import tables as T
 from batterytrace.store.db import read_transaction
 
@@ -115,14 +115,15 @@ class Log:
         hashes = [leaf_hash(t) for t in texts]
         reader = DbNodeReader(conn)
         nodes = append_leaves(start, hashes, reader)
-        conn.execute(
-            insert(T.log_entries),
+        bulk.insert_rows(
+            conn,
+            T.log_entries,
             [
                 {"idx": start + i, "kind": kind, "ref": ref, "entry": texts[i].decode("utf-8")}
                 for i, (kind, ref, _) in enumerate(entries)
             ],
         )
-        conn.execute(insert(T.log_nodes), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+        bulk.insert_rows(conn, T.log_nodes, [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
         size = start + len(entries)
         root = root_hash(size, reader)
         conn.execute(update(T.log_head).where(T.log_head.c.id == 1).values(size=size, root=root))

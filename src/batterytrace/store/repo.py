@@ -26,6 +26,7 @@ from batterytrace.domain.snapshots import (
     battery_from_dict,
     vehicle_from_dict,
 )
+from batterytrace.store import bulk
 from batterytrace.store import tables as T
 
 CHUNK = 500  # bound for IN (...) lists
@@ -155,20 +156,9 @@ def links_of(conn: Connection, code: str) -> dict[str, list[str]]:
 
 def save_batteries(conn: Connection, new: Sequence[BatteryState], changed: Sequence[BatteryState]) -> None:
     if new:
-        conn.execute(insert(T.batteries), [_battery_row(s) for s in new])
+        bulk.insert_rows(conn, T.batteries, [_battery_row(s) for s in new])
     if changed:
-        cols = [c for c in BATTERY_FIELDS if c != "code"]
-        stmt = (
-            update(T.batteries)
-            .where(T.batteries.c.code == _bind("b_code"))
-            .values({c: _bind(c) for c in cols})
-        )
-        rows = []
-        for s in changed:
-            row = _battery_row(s)
-            row["b_code"] = row.pop("code")
-            rows.append(row)
-        conn.execute(stmt, rows)
+        bulk.update_rows(conn, T.batteries, "code", [_battery_row(s) for s in changed])
 
 
 def _bind(name: str) -> Any:
@@ -265,8 +255,7 @@ def past_event(conn: Connection, event_id: str) -> PastEvent | None:
 
 
 def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(T.events), list(rows))
+    bulk.insert_rows(conn, T.events, rows)
 
 
 def insert_retractions(conn: Connection, pairs: Sequence[tuple[str, str]]) -> None:
