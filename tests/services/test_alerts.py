@@ -13,7 +13,7 @@ import itertools
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -112,11 +112,12 @@ class Life:
     """Events told through ``Registry.record`` at chosen times; by default each is recorded one
     minute after it happened (so nothing is reported late unless a test says so)."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, cast: Cast | None = None, manufacturer: str = "0AB") -> None:
         self.world = world
         self.registry = world.registry
-        self.cast = world.cast
+        self.cast = cast or world.cast
         self.clock = world.clock
+        self.manufacturer = manufacturer
         self.t = at(2026, 3, 2, 9)
         self._callers: dict[str, Caller] = {}
 
@@ -178,8 +179,8 @@ class Life:
 
     # --- ready-made batteries -----------------------------------------------------------------
 
-    def made(self, materials: dict[str, float] | None = None, **kw: Any) -> str:
-        code = f.code()
+    def made(self, materials: dict[str, float] | None = None, chemistry: str = "E", **kw: Any) -> str:
+        code = f.code(manufacturer=self.manufacturer, chemistry=chemistry)
         data = dict(f.MANUFACTURED)
         if materials is not None:
             data["materials"] = materials
@@ -190,8 +191,8 @@ class Life:
         self.ok(sender, "shipped", code, {"to": receiver.id}, **kw)
         self.ok(receiver, "received", code)
 
-    def installed(self) -> tuple[str, str]:
-        code = self.made()
+    def installed(self, chemistry: str = "E") -> tuple[str, str]:
+        code = self.made(chemistry=chemistry)
         self.move(code, self.cast.maker, self.cast.automaker)
         vin = f.vin()
         self.ok(self.cast.automaker, "installed", code, {"vin": vin})
@@ -215,6 +216,20 @@ class Life:
 
     def new_enterprise(self, roles: list[str], **kw: Any) -> Actor:
         return make_enterprise(self.cast.regulator, roles, **kw)
+
+    def own_cast(self) -> Life:
+        """A Life with a maker, automaker (with an outlet of its own) and recycler of its own, so
+        reports filtered by them count only this test's batteries."""
+        code = new_maker_code()
+        automaker = self.new_enterprise(["automaker"])
+        cast = replace(
+            self.cast,
+            maker=self.new_enterprise(["battery_maker"], codes=[code]),
+            automaker=automaker,
+            outlet=self.new_enterprise(["service_outlet"], network_of=automaker.id, licences=["collection"]),
+            recycler=self.new_enterprise(["recycler"], licences=["recycling"]),
+        )
+        return Life(self.world, cast, code)
 
     # --- alerts -----------------------------------------------------------------------------
 

@@ -167,7 +167,11 @@ def extra_routers() -> list[APIRouter]:
     return out
 
 
-ROUTER_MODULES: list[str] = ["batterytrace.api.routes.ops", "batterytrace.web.pages"]
+ROUTER_MODULES: list[str] = [
+    "batterytrace.api.routes.ops",
+    "batterytrace.web.pages",
+    "batterytrace.api.routes.monitoring",
+]
 
 
 def create_app(registry: Registry) -> FastAPI:
