@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from tests.ops.log_audit import AUDIT
 
-START_TIMEOUT = 60.0
-COMMAND_TIMEOUT = 120.0
+START_TIMEOUT = 120.0
+COMMAND_TIMEOUT = 300.0
 
 
 class ViaApp(httpx.BaseTransport):

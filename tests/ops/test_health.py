@@ -117,6 +117,25 @@ def test_readiness_is_false_while_the_schema_is_behind(client, registry):
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_schema_newer_than_the_code_keeps_the_worker_ready(client, registry):
+    # a later release upgraded the database; this worker still runs the previous code
+    head = head_revision()
+    with registry.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_later'"))
+    try:
+        r = client.get("/readyz")
+        assert r.status_code == 200, r.text
+        assert r.json()["checks"]["migrations"] == {
+            "ok": True,
+            "ahead": True,
+            "current": "9999_later",
+            "head": head,
+        }
+    finally:
+        with registry.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :h"), {"h": head})
+
+
 def test_readiness_is_false_with_a_signing_key_the_log_does_not_know(client, registry, regulator):
     # the log has entries (the regulator and its key), signed with the configured key
     original = registry.log.signer

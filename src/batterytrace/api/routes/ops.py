@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from alembic.script import ScriptDirectory
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -35,7 +36,7 @@ from batterytrace.ledger.checkpoint import NoteError, Verifier, open_note, sign_
 from batterytrace.services import metrics
 from batterytrace.services.registry import Registry
 from batterytrace.store import tables as T
-from batterytrace.store.migrate import head_revision
+from batterytrace.store.migrate import alembic_config, head_revision
 
 PUBLIC = {"x-permission": Permission.PUBLIC_READ.value}
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -67,6 +68,11 @@ class Check:
 @functools.lru_cache(maxsize=1)
 def _head() -> str | None:
     return head_revision()
+
+
+@functools.lru_cache(maxsize=1)
+def _known_revisions() -> frozenset[str]:
+    return frozenset(r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions())
 
 
 def _unreachable(exc: Exception) -> Check:
@@ -159,10 +165,15 @@ def readiness(registry: Registry) -> dict[str, Check]:
         return checks
     if not has_table:
         migrations = Check(False, "the schema has not been created: run 'batterytrace db upgrade'")
-    elif revision != head:
+    elif revision != head and revision in _known_revisions():
         migrations = Check(
             False, f"the schema is at {revision}, the code expects {head}: run 'batterytrace db upgrade'"
         )
+    elif revision != head:
+        # A revision this code does not know is a newer one: another release has upgraded the
+        # database and this worker awaits its restart. Migrations add before they take away, so
+        # the worker keeps serving meanwhile (see docs/deployment.md, "Upgrades").
+        migrations = Check(True, None, {"ahead": True})
     else:
         migrations = Check(True)
     migrations.details.update({"current": revision, "head": head})
