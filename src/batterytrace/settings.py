@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1)
     #: Requests per minute per API key (0: no limit).
     rate_limit_per_minute: int = Field(default=0, ge=0)
+    #: Requests of one API key processed at once (0: no limit); one more is answered 429.
+    max_requests_in_flight_per_key: int = Field(default=16, ge=0)
     #: Key that signs the web pages' session and form (CSRF) cookies, 32 bytes or more. In
     #: development one is made per process when it is not set; production refuses to start without.
     session_secret: SecretStr | None = Field(default=None, min_length=32)

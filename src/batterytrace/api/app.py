@@ -10,9 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batterytrace.api import problems
+from batterytrace.api import limits, problems
 from batterytrace.api.routes.ops import install_middleware
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError, catalog
@@ -21,40 +20,6 @@ from batterytrace.services import log as logsvc
 from batterytrace.services.registry import Caller, EventResult, Registry, require
 
 API = "/api/v1"
-
-
-class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes, counting as they stream in."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        too_big = DomainError(
-            E.REQUEST_TOO_LARGE,
-            f"the request body is larger than {self.limit} bytes; split it into smaller batches",
-        )
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await problems.problem_response(too_big, Request(scope))(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise too_big
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 # --- request bodies (documented in the OpenAPI document) -------------------------------------
@@ -150,6 +115,7 @@ def current_caller(request: Request) -> Caller | None:
     registry: Registry = request.app.state.registry
     caller = registry.authenticate(token.strip())
     request.state.enterprise = caller.id  # for the request log
+    limits.admit(request, caller.key_id)
     return caller
 
 
@@ -400,6 +366,6 @@ def create_app(registry: Registry) -> FastAPI:
             raise DomainError(E.NOT_FOUND, f"no problem type {code}")
         return JSONResponse({"code": spec.code, "title": spec.title, "status": problems.STATUS[spec.kind]})
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    limits.install(app, settings)  # body size, per-key limits, busy-store answers
     install_middleware(app)  # outermost: request id, request log and metrics
     return app
