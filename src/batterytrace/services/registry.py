@@ -784,28 +784,41 @@ class Registry:
         with read_transaction(self.engine) as conn:
             return self._load_battery(conn, code)
 
+    @staticmethod
+    def _outermost(conn: Any, state: BatteryState) -> BatteryState:
+        """The battery that ``state`` is part of at the top (itself when it is not attached):
+        an attached battery's custody is its parent's."""
+        root = state
+        while root.attached and root.parent:
+            parent = repo.load_batteries(conn, [root.parent]).get(root.parent)
+            if parent is None:
+                break
+            root = parent
+        return root
+
+    @staticmethod
+    def _tier(caller: Caller | None, state: BatteryState, root: BatteryState) -> Tier:
+        tier = tier_for(caller.enterprise if caller else None, state)
+        if caller is not None and tier < Tier.AUTHORITY and root is not state:
+            tier = max(tier, tier_for(caller.enterprise, root))
+        return tier
+
     def get_battery(self, caller: Caller | None, code: str) -> dict[str, Any]:
         with read_transaction(self.engine) as conn:
             state = self._load_battery(conn, code)
             links = repo.links_of(conn, code)
-            root = state
-            while root.attached and root.parent:
-                parent = repo.load_batteries(conn, [root.parent]).get(root.parent)
-                if parent is None:
-                    break
-                root = parent
+            root = self._outermost(conn, state)
             retired_on = None
-        tier = tier_for(caller.enterprise if caller else None, state)
-        if caller is not None and tier < Tier.AUTHORITY and root is not state:
-            tier = max(tier, tier_for(caller.enterprise, root))
+        tier = self._tier(caller, state, root)
         return views.battery(state, links, tier, root=root, retired_on=retired_on)
 
     def battery_events(self, caller: Caller | None, code: str) -> dict[str, Any]:
         with read_transaction(self.engine) as conn:
             state = self._load_battery(conn, code)
+            root = self._outermost(conn, state)
             rows = repo.battery_event_rows(conn, code)
             retracted = repo.retracted_ids(conn, [r["id"] for r in rows])
-        tier = tier_for(caller.enterprise if caller else None, state)
+        tier = self._tier(caller, state, root)
         return {
             "battery": code,
             "access_tier": tier.label,
