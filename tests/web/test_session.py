@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,16 @@ def test_an_altered_session_is_no_session(mangle: object) -> None:
     assert signer.read(mangle(value), NOW) is None  # type: ignore[operator]
 
 
+def test_each_session_has_one_spelling() -> None:
+    signer = Signer(b"k" * 32, hours=8)
+    for _ in range(20):  # the last character of the MAC carries 4 bits and 2 spare ones
+        value = signer.issue(CALLER, NOW)
+        last = value[-1]
+        for other in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+            if other != last:
+                assert signer.read(value[:-1] + other, NOW) is None
+
+
 def test_another_secret_reads_nothing() -> None:
     value = Signer(b"k" * 32, hours=8).issue(CALLER, NOW)
     assert Signer(b"j" * 32, hours=8).read(value, NOW) is None
@@ -78,3 +89,27 @@ def test_production_needs_a_configured_secret() -> None:
 def test_secure_cookies_take_the_host_prefix() -> None:
     assert cookie_names(True) == ("__Host-bt_session", "__Host-bt_csrf")
     assert cookie_names(False) == ("bt_session", "bt_csrf")
+
+
+def test_production_refuses_to_start_the_pages_without_a_secret(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from batterytrace.api.app import create_app
+    from batterytrace.services.factory import build_registry
+    from batterytrace.services.log import write_new_key
+
+    write_new_key(tmp_path / "log.key", "test.batterytrace/log")
+    common = {
+        "database_url": f"sqlite:///{tmp_path / 'r.sqlite'}",
+        "signing_key": tmp_path / "log.key",
+        "env": "production",
+        "log_origin": "test.batterytrace/log",
+    }
+    registry = build_registry(Settings(**common))
+    with pytest.raises(SessionSecretError), TestClient(create_app(registry)):
+        pass
+    registry.engine.dispose()
+    registry = build_registry(Settings(**common, session_secret="s" * 48))
+    with TestClient(create_app(registry)) as client:
+        assert client.get("/").status_code == 200
+    registry.engine.dispose()
