@@ -9,11 +9,13 @@ permission it needs in ``openapi_extra``, as the API's routes do.
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from batterytrace.domain import errors as E
@@ -31,9 +33,17 @@ from batterytrace.web.render import (
     page_for,
     render,
 )
-from batterytrace.web.session import CSRF_FIELD, cookie_names
+from batterytrace.web.session import CSRF_FIELD, cookie_names, session_secret
 
-router = APIRouter()
+
+@asynccontextmanager
+async def _check_settings(app: FastAPI) -> AsyncIterator[None]:
+    """At start-up: the pages need a session secret in production."""
+    session_secret(app.state.registry.settings)
+    yield
+
+
+router = APIRouter(lifespan=_check_settings)
 
 #: Files served from ``web/static`` and their types; nothing else is.
 STATIC_FILES = {
