@@ -89,7 +89,8 @@ class Outbox:
         self.pending_dir = self.directory / "pending"
         self.rejected_path = self.directory / "rejected.jsonl"
         self.segment_size = segment_size
-        self.pending_dir.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # events are the company's data
+        self.pending_dir.mkdir(exist_ok=True, mode=0o700)
 
     # --- locks ------------------------------------------------------------------------------------
 
