@@ -189,6 +189,8 @@ class Registry:
             require(caller, Permission.KEY_CREATE_ANY)
         else:
             require(caller, Permission.KEY_CREATE_OWN)
+        if label is not None and (len(label) > 100 or not label.isprintable()):
+            raise DomainError(E.REQUEST_INVALID, "'label' must be at most 100 printable characters", field="label")
         if expires_at is not None and expires_at.tzinfo is None:
             raise DomainError(E.REQUEST_INVALID, "'expires_at' must carry a UTC offset", field="expires_at")
         now = self.clock()
@@ -275,6 +277,8 @@ class Registry:
         name = body.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise DomainError(E.REQUEST_INVALID, "'name' is required: 1 to 200 characters", field="name")
+        if not name.isprintable():
+            raise DomainError(E.REQUEST_INVALID, "'name' may not hold control characters", field="name")
         roles_raw = body.get("roles")
         if not isinstance(roles_raw, list) or not roles_raw:
             raise DomainError(
@@ -565,7 +569,8 @@ class Registry:
             final: list[EventResult] = []
             for res in results:
                 assert res is not None
-                if res.status == "rejected":
+                if res.status == "rejected" or res.replay:
+                    # refused events keep their own error; replays were stored before this batch
                     final.append(res)
                 else:
                     final.append(
@@ -760,6 +765,11 @@ class Registry:
         self, caller: Caller, limit: int = 100, enterprise: str | None = None
     ) -> list[dict[str, Any]]:
         require(caller, Permission.SECURITY_READ)
+        if enterprise is not None:
+            try:
+                enterprise = parse_uscc(enterprise)
+            except DomainError as exc:
+                raise exc.with_field("enterprise") from None
         stmt = select(T.security_events).order_by(T.security_events.c.id.desc()).limit(limit)
         if enterprise:
             stmt = stmt.where(T.security_events.c.enterprise_id == enterprise)
