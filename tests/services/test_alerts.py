@@ -635,3 +635,95 @@ def test_recovery_below_threshold_clears_when_the_years_rates_come_back(life: Li
     # Li over the year: (5.3 + 6.0) / 12 = 94.2 %
     life.ok(recycler, "recycled", second, {"mass_kg": 300, "recovered": {**RECOVERED_OK, "li_kg": 6.0}})
     assert only(life.alerts("recovery_below_threshold", status="closed", enterprise=recycler.id))
+
+
+# --- batches, retractions, the log ----------------------------------------------------------------
+
+
+def ev(type_: str, battery: str, when: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """An event body for ``Registry.record``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "battery": battery,
+        "time": when.isoformat(),
+        "region": "310115",
+        "data": data,
+    }
+
+
+def test_a_late_recorded_shipment_closes_on_receipt_and_one_batch_may_hold_several_steps(life: Life) -> None:
+    code = life.made(when=at(2026, 3, 2))
+    maker = life.caller(life.cast.maker)
+    automaker = life.caller(life.cast.automaker)
+    life.clock.now = at(2026, 8, 1).astimezone(UTC)
+    shipped = ev("shipped", code, at(2026, 3, 3), {"to": automaker.id})
+    assert life.registry.record(maker, [shipped])[0].status == "accepted"
+    assert only(life.alerts("shipment_overdue", battery=code))["status"] == "open"
+    received = ev("received", code, at(2026, 3, 4), {})
+    assert life.registry.record(automaker, [received])[0].status == "accepted"
+    assert only(life.alerts("shipment_overdue", battery=code))["status"] == "closed"
+    # retired and shipped in one batch by an enterprise holding both roles, received in time
+    code_of_both = new_maker_code()
+    both = life.new_enterprise(["battery_maker", "automaker"], codes=[code_of_both])
+    other = Life(life.world, replace(life.cast, maker=both), manufacturer=code_of_both)
+    made = other.made(when=at(2026, 3, 2))
+    caller = other.caller(both)
+    batch = [
+        ev("installed", made, at(2026, 3, 3), {"vin": f.vin()}),
+        ev("removed", made, at(2026, 3, 4), {"reason": "retirement"}),
+        ev("retired", made, at(2026, 3, 5), {}),
+        ev("shipped", made, at(2026, 3, 6), {"to": life.cast.recycler.id}),
+    ]
+    life.clock.now = at(2026, 3, 7).astimezone(UTC)
+    assert [r.status for r in life.registry.record(caller, batch)] == ["accepted"] * 4
+    life.ok(life.cast.recycler, "received", made, when=at(2026, 3, 8))
+    life.rescan(at(2026, 11, 20))
+    assert life.alerts("shipment_overdue", battery=made) == []
+    assert life.alerts("collection_overdue", battery=made) == []
+
+
+def test_retracting_a_receipt_starts_the_shipment_deadline_again(life: Life) -> None:
+    code = life.made(when=at(2026, 3, 2))
+    life.ok(life.cast.maker, "shipped", code, {"to": life.cast.automaker.id}, when=at(2026, 3, 3))
+    rid = life.ok(life.cast.automaker, "received", code, when=at(2026, 3, 4))
+    life.ok(
+        life.cast.automaker,
+        "retracted",
+        code,
+        {"event": rid, "reason": "scanned the wrong pallet"},
+        when=at(2026, 5, 4),
+    )
+    assert life.registry.battery_state(code).in_transit_to == life.cast.automaker.id
+    alert = only(life.alerts("shipment_overdue", battery=code))  # its deadline passed in March
+    assert alert["status"] == "open"
+    assert cst(alert["since"]) == at(2026, 3, 3)
+
+
+def test_a_refused_atomic_batch_changes_no_rollup_or_alert(life: Life) -> None:
+    code = life.removed_at_automaker()
+    caller = life.caller(life.cast.automaker)
+    life.clock.now = at(2026, 11, 20).astimezone(UTC)
+    batch = [
+        ev("retired", code, at(2026, 4, 1), {}),
+        ev("exported", code, at(2026, 4, 2), {"country": "DE"}),
+    ]
+    results = life.registry.record(caller, batch, atomic=True)
+    assert [r.status for r in results] == ["rejected", "rejected"]
+    with life.registry.engine.connect() as conn:
+        assert conn.execute(select(T.alert_watches).where(T.alert_watches.c.battery == code)).first() is None
+    assert life.alerts(battery=code) == []
+
+
+def test_alert_actions_in_the_log_leave_verify_clean(life: Life) -> None:
+    from batterytrace.services.verify import verify
+
+    vin = f.vin()
+    life.ok(life.cast.dismantler, "vehicle_scrapped", None, vin=vin)
+    alert = only(life.alerts("scrapped_vehicle_battery", vin=vin))
+    regulator = life.caller(life.cast.regulator)
+    monitoring = monitoring_for(life.registry)
+    monitoring.acknowledge(regulator, alert["id"], "on it")
+    monitoring.resolve(regulator, alert["id"], "vehicle predates the registry")
+    report = verify(life.registry.engine, life.registry.log)
+    assert report.ok, [str(x) for x in report.findings[:5]]

@@ -54,6 +54,9 @@ STAT_METRICS = ("registered", "installed", "retired", "collected", "repurposed",
 #: installed it in a vehicle.
 RESPONSIBILITIES = ("producer", "automaker")
 _FINAL_ARRIVALS = frozenset({"recycled", "repurposed", "dismantled"})
+#: Events that change neither stage, holder, transit nor vehicle: no deadline watch can change.
+_WATCH_NEUTRAL = frozenset({"manufactured", "assembled", "maintained", "graded"})
+_HOLDER_MOVES = frozenset({"received", "removed", "dismantled"})
 
 
 def stamp(moment: datetime) -> str:
@@ -61,13 +64,19 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
+#: Event types whose monitoring reads the batteries' states before the event; for the others only
+#: the codes they touched are needed (parsing the states is the costliest part of an event).
+NEEDS_BEFORE = frozenset({"installed", "retired", "received", "repurposed", "dismantled", "recycled"})
+
+
 def befores(row: dict[str, Any]) -> dict[str, BatteryState | None]:
-    """The batteries an event changed, as they were just before it (from its undo record)."""
+    """The batteries an event changed, as they were just before it (from its undo record); for an
+    event type not in ``NEEDS_BEFORE``, only their codes (each mapped to None)."""
     undo = row.get("undo") or {}
-    return {
-        code: (battery_from_dict(dict(before)) if before else None)
-        for code, before in (undo.get("batteries") or {}).items()
-    }
+    changed = undo.get("batteries") or {}
+    if row["type"] not in NEEDS_BEFORE:
+        return dict.fromkeys(changed)
+    return {code: (battery_from_dict(dict(before)) if before else None) for code, before in changed.items()}
 
 
 def materials_of(conn: Connection, state: BatteryState) -> dict[str, float]:
@@ -269,7 +278,10 @@ class EventBatch:
         self.new_alerts: list[NewAlert] = []
         self.close_reasons: dict[str, str] = {}
         self.clearing: dict[str, dict[str, Any]] = {}
+        #: batteries whose watches may change (their stage, holder, transit or vehicle changed)
         self.touched: set[str] = set()
+        #: batteries whose holder may have changed (a refused party may now hold them)
+        self.holder_moves: set[str] = set()
         self.last_row: dict[str, dict[str, Any]] = {}
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}  # (code, type) -> last row in batch
         self.scrapped: dict[str, dict[str, Any]] = {}  # vin -> vehicle_scrapped row
@@ -334,9 +346,12 @@ class EventBatch:
         self.late_report(row)
         self.contrib.add(row, +1, before)
         code = row.get("battery")
-        for touched in before:
-            self.touched.add(touched)
-            self.last_row[touched] = row
+        if kind not in _WATCH_NEUTRAL:
+            for touched in before:
+                self.touched.add(touched)
+                self.last_row[touched] = row
+        if kind in _HOLDER_MOVES:
+            self.holder_moves.update(before)
         if code:
             self.latest[(code, kind)] = row
         if kind == "vehicle_scrapped" and row.get("vin"):
@@ -363,6 +378,7 @@ class EventBatch:
         self.contrib.add(target, -1, before)
         for code in before:
             self.touched.add(code)
+            self.holder_moves.add(code)
             self.last_row[code] = row
         if target.get("vin"):
             self.vins.add(target["vin"])
@@ -449,7 +465,12 @@ class EventBatch:
                 for r in self.conn.execute(select(b.c.code, b.c.vin).where(b.c.vin.in_(part))):
                     vin_codes[r.vin].append(r.code)
                     self.touched.add(r.code)
+        prefetch = getattr(self.ctx, "prefetch", None)
+        if prefetch is not None:
+            prefetch(codes=self.touched)
         states = {code: self.ctx.battery(code) for code in sorted(self.touched)}
+        if prefetch is not None:
+            prefetch(vins={st.vin for st in states.values() if st is not None and st.vin})
         existing = load_watches(self.conn, states)
         desired: dict[tuple[str, str], dict[str, Any]] = {}
         for code, state in states.items():
@@ -662,11 +683,12 @@ class EventBatch:
                 self.close(key, f"battery {code} is no longer missing", self.last_row.get(code))
 
     def clear_refusal_alerts(self, states: dict[str, BatteryState | None]) -> None:
-        if not states:
+        candidates = sorted(set(self.arrivals) | self.holder_moves)
+        if not candidates:
             return
         a = T.alerts
         found = []
-        for part in repo.chunks(sorted(states)):
+        for part in repo.chunks(candidates):
             found += list(
                 self.conn.execute(
                     select(a.c.rule, a.c.battery, a.c.enterprise_id, a.c.condition_key).where(
@@ -679,7 +701,7 @@ class EventBatch:
                 )
             )
         for r in found:
-            st = states.get(r.battery)
+            st = states.get(r.battery) if r.battery in states else self.ctx.battery(r.battery)
             if r.rule == R.UNLICENSED_RECEIVER and r.battery in self.arrivals:
                 row = self.arrivals[r.battery]
                 self.close(

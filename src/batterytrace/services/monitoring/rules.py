@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from functools import lru_cache
 
 from batterytrace.domain import errors as E
@@ -112,10 +112,16 @@ def calendar() -> WorkingDayCalendar:
 def deadline(since: datetime, working_days: int) -> tuple[datetime, str]:
     """The end (23:59:59.999999 China Standard Time) of the ``working_days``-th working day after
     ``since``'s day, and whether every year it counts through is official."""
+    if since.tzinfo is None or since.utcoffset() is None:
+        return calendar().deadline_for(since, working_days), OFFICIAL  # refuses it with a DomainError
+    return _deadline_after(cst_day(since), working_days)
+
+
+@lru_cache(maxsize=8192)
+def _deadline_after(day: date, working_days: int) -> tuple[datetime, str]:
     cal = calendar()
-    end = cal.deadline_for(since, working_days)
-    first = since.astimezone(CHINA_STANDARD_TIME).year
-    basis = OFFICIAL if all(cal.is_official(y) for y in range(first, end.year + 1)) else WEEKENDS_ONLY
+    end = datetime.combine(cal.add_working_days(day, working_days), time.max, tzinfo=CHINA_STANDARD_TIME)
+    basis = OFFICIAL if all(cal.is_official(y) for y in range(day.year, end.year + 1)) else WEEKENDS_ONLY
     return end, basis
 
 

@@ -6,7 +6,7 @@ import weakref
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, false, func, or_, select, update
 
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError
@@ -61,7 +61,7 @@ class Monitoring:
                     dict(r._mapping)
                     for r in conn.execute(
                         select(w)
-                        .where(and_(w.c.alerted.is_(False), w.c.deadline < now))
+                        .where(and_(w.c.alerted == false(), w.c.deadline < now))
                         .order_by(w.c.deadline)
                         .limit(_RESCAN_CHUNK)
                     )

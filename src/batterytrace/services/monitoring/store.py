@@ -252,12 +252,29 @@ def add_counts(
     key_columns: Sequence[str],
     deltas: Mapping[tuple[Any, ...], Sequence[int]],
 ) -> None:
-    """Add ``deltas`` (key → one integer per counter column) to the rollup ``table``: one read of
-    the keys that exist, then one bulk update and one bulk insert."""
-    items = {k: v for k, v in deltas.items() if any(v)}
+    """Add ``deltas`` (key → one integer per counter column) to the rollup ``table``.
+
+    On SQLite and PostgreSQL this is one bulk ``INSERT … ON CONFLICT DO UPDATE`` adding to the
+    counters (both speak it); elsewhere one read of the keys that exist, then one bulk update and
+    one bulk insert."""
+    items = {k: v for k, v in sorted(deltas.items()) if any(v)}
     if not items:
         return
     counters = [c.name for c in table.columns if c.name not in key_columns]
+    upsert = _upsert_insert(conn.dialect.name)
+    if upsert is not None:
+        rows = []
+        for key, values in items.items():
+            row = dict(zip(key_columns, key, strict=True))
+            row.update(dict(zip(counters, values, strict=True)))
+            rows.append(row)
+        stmt = upsert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in key_columns],
+            set_={c: table.c[c] + stmt.excluded[c] for c in counters},
+        )
+        conn.execute(stmt, rows)
+        return
     key_cols = [table.c[k] for k in key_columns]
     present: set[tuple[Any, ...]] = set()
     keys = list(items)
@@ -284,6 +301,18 @@ def add_counts(
         conn.execute(stmt, updates)
     if inserts:
         conn.execute(insert(table), inserts)
+
+
+def _upsert_insert(dialect: str) -> Any:
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    return None
 
 
 # --- watches -----------------------------------------------------------------------------------
