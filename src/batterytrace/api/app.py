@@ -136,6 +136,7 @@ def extra_routers() -> list[APIRouter]:
 ROUTER_MODULES: list[str] = [
     "batterytrace.api.routes.ops",
     "batterytrace.web.pages",
+    "batterytrace.api.routes.interop",
     "batterytrace.api.routes.monitoring",
 ]
 

@@ -428,7 +428,7 @@ def log_rotate_key(
 
 
 #: Modules that add commands: each has ``register(app: typer.Typer) -> None``.
-CLI_MODULES: list[str] = ["batterytrace.cli.ops", "batterytrace.cli.monitoring"]
+CLI_MODULES: list[str] = ["batterytrace.cli.ops", "batterytrace.cli.monitoring", "batterytrace.cli.interop"]
 
 
 def _register_modules() -> None:

@@ -162,6 +162,18 @@ STORE_BUSY = _spec(
 POLICY_INVALID = _spec("policy.invalid", ErrorKind.INVALID, "The policy file is not valid")
 POLICY_UNKNOWN_PROFILE = _spec("policy.unknown_profile", ErrorKind.INVALID, "No policy profile has this name")
 
+# --- standards and bulk transfer ---------------------------------------------------------
+EPCIS_INVALID = _spec(
+    "epcis.invalid", ErrorKind.INVALID, "The document does not validate against the EPCIS 2.0 schema"
+)
+EPCIS_UNMAPPABLE = _spec(
+    "epcis.unmappable", ErrorKind.INVALID, "The EPCIS event has no counterpart in the registry"
+)
+SCHEMA_UNAVAILABLE = _spec(
+    "interop.schema_unavailable", ErrorKind.UNAVAILABLE, "The reference schemas are not installed"
+)
+IMPORT_UNREADABLE = _spec("import.unreadable", ErrorKind.INVALID, "The record cannot be read")
+
 
 def catalog() -> dict[str, ErrorSpec]:
     """All known error codes, for documentation and tests."""
