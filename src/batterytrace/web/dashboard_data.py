@@ -1,21 +1,15 @@
-"""Where the regulator dashboard gets its figures: one adapter, so the pages do not care whether
-a figure comes from the monitoring and reporting services or is computed here from the
-registry's own tables.
+"""Where the regulator dashboard and the enterprise view get their figures: one adapter over the
+monitoring service (alerts), the reports (statistics, producer responsibility, recovery) and the
+forecast, so the pages need not know how each is kept.
 
-The figures computed here are exact counts and sums over the current-state table (one row per
-battery): batteries and tonnes by stage, by year of registration, retirement and end of life, by
-the province of the enterprise holding them; recovery from the ``recycled`` events against the
-materials declared at manufacture; a retirement forecast from the fleet still in use and the
-policy profile's lifetime distributions. What needs event timing (alerts, "in time") comes from
-the monitoring service only.
-
-Results are kept per registry until the log grows: every accepted change appends to the log, so
-its size is an exact version number of the data.
+The reports read the rollups that monitoring keeps current as events arrive, so their cost does
+not grow with the number of batteries; the counts by stage read the stage index, and the forecast
+groups the fleet still in use by year and chemistry. The figures are kept per registry until the
+log grows: every accepted change appends to the log, so its size versions the data exactly.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 import weakref
 from collections import defaultdict
@@ -24,44 +18,41 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, extract, func, select
+from sqlalchemy import func, select
 
-from batterytrace.domain.model import FINAL_STAGES, Scope, Stage
-from batterytrace.domain.policy import get_profile, load_profiles
+from batterytrace.domain.policy import METALS, get_profile
 from batterytrace.domain.regions import provinces
+from batterytrace.services import forecast, reports
+from batterytrace.services.monitoring import monitoring_for
 from batterytrace.services.registry import Caller, Registry
-from batterytrace.store import repo
 from batterytrace.store import tables as T
 from batterytrace.store.db import read_transaction
 
-FORECAST_TO = 2035
-METALS = ("li", "co", "ni", "mn", "cu")
-#: Stages in which a battery is still in use or in stock (the fleet the forecast ages).
-ACTIVE_STAGES = (Stage.NEW.value, Stage.INSTALLED.value, Stage.REMOVED.value)
-#: Stages only a licensed facility can have brought a battery to.
-LICENSED_END_STAGES = (Stage.REPURPOSED.value, Stage.DISMANTLED.value, Stage.RECYCLED.value)
-#: Recovery comparisons: the policy profiles shown as thresholds.
+#: Policy profiles whose recovery thresholds the dashboard compares with.
 RECOVERY_PROFILES = ("CN-2026", "EU-2027", "EU-2031")
+#: Alerts listed for action on the dashboard and the enterprise view (the newest first).
+ALERTS_SHOWN = 50
+#: Statuses of an alert whose condition still holds (the monitoring service's vocabulary).
+OPEN_STATUSES = ("open", "acknowledged")
 
 
 @dataclass(frozen=True)
 class Headline:
-    batteries: int
-    tonnes: float
-    by_stage: Mapping[str, int]
-    tonnes_by_stage: Mapping[str, float]
+    by_stage: Mapping[str, int]  # batteries (every code: packs, modules, cells) by stage now
+    registered_t: float  # tonnes of packs registered, all years
+    recycled_t: float  # tonnes of packs recycled, all years
+
+    @property
+    def batteries(self) -> int:
+        return sum(self.by_stage.values())
 
     @property
     def in_service(self) -> int:
-        return self.by_stage.get(Stage.INSTALLED.value, 0)
+        return self.by_stage.get("installed", 0)
 
     @property
     def waste(self) -> int:
-        return self.by_stage.get(Stage.RETIRED.value, 0)
-
-    @property
-    def recycled_tonnes(self) -> float:
-        return self.tonnes_by_stage.get(Stage.RECYCLED.value, 0.0)
+        return self.by_stage.get("retired", 0)
 
 
 @dataclass(frozen=True)
@@ -71,26 +62,24 @@ class YearRow:
     retired_t: float
     recycled_t: float
     repurposed_t: float
+    registered_change_pct: float | None  # tonnes registered, on the year before
 
 
 @dataclass(frozen=True)
 class ProvinceRow:
     province: str
-    batteries: int
-    tonnes: float
-    waste: int
+    registered_t: float
+    retired_t: float
 
 
 @dataclass(frozen=True)
 class ProducerRow:
     id: str
     name: str
-    retired: int  # retired batteries (and those that went on from there)
-    licensed: int  # of which are with, or were ended by, a licensed facility
-
-    @property
-    def share(self) -> float:
-        return self.licensed / self.retired if self.retired else 0.0
+    responsibility: str  # "producer" (the battery maker) or "automaker"
+    retired: int
+    overdue: int
+    in_time_share: float | None  # collected in time over those already due
 
 
 @dataclass(frozen=True)
@@ -98,11 +87,8 @@ class MetalRow:
     metal: str
     contained_kg: float
     recovered_kg: float
-    thresholds: Mapping[str, float | None]
-
-    @property
-    def rate(self) -> float | None:
-        return self.recovered_kg / self.contained_kg if self.contained_kg > 0 else None
+    rate: float | None
+    thresholds: Mapping[str, float | None]  # profile -> minimum share
 
 
 @dataclass(frozen=True)
@@ -129,32 +115,12 @@ class Dashboard:
     producers: list[ProducerRow]
     recovery: list[MetalRow]
     forecast: list[tuple[int, float]]
-    #: Alerts come from the monitoring service; None while it is not installed.
-    alerts_open: int | None = None
-    alerts_by_rule: list[tuple[str, int]] | None = None
-    alerts_by_province: list[tuple[str, int]] | None = None
-    open_alerts: list[AlertRow] | None = None
-    #: Which figures came from where: figure name -> "monitoring" | "registry".
-    sources: dict[str, str] = field(default_factory=dict)
-
-
-class AlertsUnavailableError(RuntimeError):
-    """The monitoring service is not installed, so there are no alerts to acknowledge."""
-
-
-# --- the monitoring service ---------------------------------------------------------------------
-
-
-def monitoring(registry: Registry) -> Any | None:
-    """The registry's monitoring service (``batterytrace.services.monitoring``), or None when
-    that package is not installed."""
-    try:
-        module = importlib.import_module("batterytrace.services.monitoring")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("batterytrace.services.monitoring",):
-            raise
-        return None
-    return module.monitoring_for(registry)
+    forecast_profile: str
+    alerts_open: int = 0
+    alerts_by_rule: list[tuple[str, int]] = field(default_factory=list)
+    alerts_by_province: list[tuple[str, int]] = field(default_factory=list)
+    #: the newest open alerts that no one has acknowledged yet
+    open_alerts: list[AlertRow] = field(default_factory=list)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -170,7 +136,8 @@ def log_size(registry: Registry) -> int:
 
 
 def load_dashboard(registry: Registry, caller: Caller) -> Dashboard:
-    """The dashboard's figures, recomputed only when the registry has changed."""
+    """The dashboard's figures. The reports are recomputed only when the registry has changed;
+    the alerts are read on every load (listing them may raise the ones whose deadline passed)."""
     size = log_size(registry)
     with _LOCK:
         cached = _CACHE.get(registry)
@@ -184,52 +151,121 @@ def load_dashboard(registry: Registry, caller: Caller) -> Dashboard:
 
 
 def _compute(registry: Registry, size: int) -> Dashboard:
+    engine = registry.engine
     now = registry.clock()
-    with read_transaction(registry.engine) as conn:
-        overview = _overview_rows(conn)
-        holders = _holder_rows(conn)
-        producers = _producer_rows(conn)
-        recovery = _recovery_sums(conn)
-        ids = {r["holder"] for r in holders} | {p for r in producers for p in (r["producer"], r["installer"])}
-        enterprises = repo.load_enterprises(conn, [i for i in ids if i])
+    stats = reports.statistics(engine).rows
+    by_province = reports.statistics(engine, group_by=["province"]).rows
+    profile = get_profile(registry.settings.monitoring_profile)
     return Dashboard(
         as_of=now,
         log_size=size,
-        headline=_headline(overview),
-        years=_years(overview),
-        provinces=_provinces(holders, enterprises),
-        producers=_producers(producers, enterprises, now),
-        recovery=_recovery(recovery),
-        forecast=_forecast(overview, now),
-        sources=dict.fromkeys(
-            ("headline", "years", "provinces", "producers", "recovery", "forecast"), "registry"
-        ),
+        headline=_headline(registry, stats),
+        years=_years(stats),
+        provinces=_provinces(by_province),
+        producers=_producers(reports.producers(engine, now).rows),
+        recovery=_recovery(reports.recovery(engine, profiles=RECOVERY_PROFILES).rows),
+        forecast=[
+            (int(r["year"]), float(r["tonnes"])) for r in forecast.from_fleet(engine, profile, now).rows
+        ],
+        forecast_profile=profile.name,
     )
 
 
-#: Alerts shown for action on the dashboard (the newest first).
-ALERTS_SHOWN = 50
-#: Statuses of an alert whose condition still holds (the monitoring service's vocabulary).
-OPEN_STATUSES = ("open", "acknowledged")
+def _headline(registry: Registry, stats: list[dict[str, Any]]) -> Headline:
+    b = T.batteries
+    with read_transaction(registry.engine) as conn:
+        by_stage = {
+            str(stage): int(n)
+            for stage, n in conn.execute(select(b.c.stage, func.count()).group_by(b.c.stage))
+        }
+    return Headline(
+        by_stage=by_stage,
+        registered_t=sum(float(r["registered_tonnes"]) for r in stats),
+        recycled_t=sum(float(r["recycled_tonnes"]) for r in stats),
+    )
+
+
+def _years(stats: list[dict[str, Any]]) -> list[YearRow]:
+    if not stats:
+        return []
+    by_year = {int(r["year"]): r for r in stats}
+    out = []
+    for year in range(min(by_year), max(by_year) + 1):
+        r = by_year.get(year, {})
+        out.append(
+            YearRow(
+                year=year,
+                registered_t=float(r.get("registered_tonnes", 0.0)),
+                retired_t=float(r.get("retired_tonnes", 0.0)),
+                recycled_t=float(r.get("recycled_tonnes", 0.0)),
+                repurposed_t=float(r.get("repurposed_tonnes", 0.0)),
+                registered_change_pct=r.get("registered_tonnes_change_pct"),
+            )
+        )
+    return out
+
+
+def _provinces(rows: list[dict[str, Any]]) -> list[ProvinceRow]:
+    acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in rows:
+        cell = acc[str(r["province"])]
+        cell[0] += float(r["registered_tonnes"])
+        cell[1] += float(r["retired_tonnes"])
+    known = provinces()
+    out = [ProvinceRow(p, v[0], v[1]) for p, v in acc.items() if p in known]
+    return sorted(out, key=lambda row: (-row.retired_t, -row.registered_t, row.province))
+
+
+def _producers(rows: list[dict[str, Any]]) -> list[ProducerRow]:
+    out = [
+        ProducerRow(
+            id=str(r["enterprise"]),
+            name=str(r["name"] or r["enterprise"]),
+            responsibility=str(r["responsibility"]),
+            retired=int(r["retired"]),
+            overdue=int(r["overdue"]),
+            in_time_share=r["in_time_share"],
+        )
+        for r in rows
+        if r["in_time_share"] is not None
+    ]
+    return sorted(out, key=lambda row: (row.in_time_share or 0.0, -row.retired, row.name))
+
+
+def _recovery(rows: list[dict[str, Any]]) -> list[MetalRow]:
+    national = [r for r in rows if r["recycler"] == "national"]
+    if not national:
+        return []
+    first = national[0]
+    return [
+        MetalRow(
+            metal=metal,
+            contained_kg=float(first[f"{metal}_contained_kg"]),
+            recovered_kg=float(first[f"{metal}_recovered_kg"]),
+            rate=first[f"{metal}_rate"],
+            thresholds={str(r["profile"]): r[f"{metal}_threshold"] for r in national},
+        )
+        for metal in METALS
+    ]
+
+
+# --- alerts, through the monitoring service ---------------------------------------------------------
 
 
 def _with_alerts(registry: Registry, caller: Caller, figures: Dashboard) -> Dashboard:
-    service = monitoring(registry)
-    if service is None:
-        return figures
-    listed = service.list_alerts(
-        caller, status="open", limit=min(ALERTS_SHOWN, registry.settings.max_page_size)
-    )
-    alerts = [_alert_row(a) for a in listed["items"]]
+    listed = monitoring_for(registry).list_alerts(caller, status="open", limit=_alerts_limit(registry))
     by_rule, by_province = _alert_counts(registry)
     return replace(
         figures,
         alerts_open=int(listed["total"] or 0),
         alerts_by_rule=by_rule,
         alerts_by_province=by_province,
-        open_alerts=[a for a in alerts if not a.acknowledged],
-        sources={**figures.sources, "alerts": "monitoring"},
+        open_alerts=[a for a in map(_alert_row, listed["items"]) if not a.acknowledged],
     )
+
+
+def _alerts_limit(registry: Registry) -> int:
+    return min(ALERTS_SHOWN, registry.settings.max_page_size)
 
 
 def _alert_counts(registry: Registry) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -237,7 +273,7 @@ def _alert_counts(registry: Registry) -> tuple[list[tuple[str, int]], list[tuple
     a = T.alerts
     with read_transaction(registry.engine) as conn:
         rows = conn.execute(
-            select(a.c.rule, a.c.province, func.count().label("n"))
+            select(a.c.rule, a.c.province, func.count())
             .where(a.c.status.in_(OPEN_STATUSES))
             .group_by(a.c.rule, a.c.province)
         ).all()
@@ -268,229 +304,17 @@ def _alert_row(a: Mapping[str, Any]) -> AlertRow:
     )
 
 
-def enterprise_alerts(registry: Registry, caller: Caller) -> list[AlertRow] | None:
-    """The alerts about this enterprise whose condition still holds; None without monitoring."""
-    service = monitoring(registry)
-    if service is None:
-        return None
-    listed = service.list_alerts(
-        caller, status="open", limit=min(ALERTS_SHOWN, registry.settings.max_page_size)
-    )
+def enterprise_alerts(registry: Registry, caller: Caller) -> list[AlertRow]:
+    """The alerts about this enterprise (as the party responsible or the counterparty) whose
+    condition still holds."""
+    listed = monitoring_for(registry).list_alerts(caller, status="open", limit=_alerts_limit(registry))
     return [_alert_row(a) for a in listed["items"]]
 
 
 def acknowledge_alert(registry: Registry, caller: Caller, alert_id: int, note: str | None) -> None:
     """Acknowledge an alert through the monitoring service (which checks the caller, records the
     action in the log and refuses an alert that is not open)."""
-    service = monitoring(registry)
-    if service is None:
-        raise AlertsUnavailableError("the monitoring service is not installed: no alert can be acknowledged")
-    service.acknowledge(caller, alert_id, note)
-
-
-# --- queries over the current-state table ----------------------------------------------------------
-
-
-def _overview_rows(conn: Any) -> list[dict[str, Any]]:
-    """Batteries and kg by stage, chemistry, year registered, year retired, year ended."""
-    b = T.batteries
-    final = [s.value for s in FINAL_STAGES]
-    reg_year = extract("year", b.c.registered_at)
-    ret_year = extract("year", b.c.retired_at)
-    end_year = case((b.c.stage.in_(final), extract("year", b.c.last_event_time)), else_=None)
-    stmt = select(
-        b.c.stage,
-        b.c.chemistry,
-        reg_year.label("reg_year"),
-        ret_year.label("ret_year"),
-        end_year.label("end_year"),
-        func.count().label("n"),
-        func.coalesce(func.sum(b.c.mass_kg), 0.0).label("kg"),
-    ).group_by(b.c.stage, b.c.chemistry, reg_year, ret_year, end_year)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
-def _holder_rows(conn: Any) -> list[dict[str, Any]]:
-    b = T.batteries
-    stmt = select(
-        b.c.holder,
-        b.c.stage,
-        func.count().label("n"),
-        func.coalesce(func.sum(b.c.mass_kg), 0.0).label("kg"),
-    ).group_by(b.c.holder, b.c.stage)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
-def _producer_rows(conn: Any) -> list[dict[str, Any]]:
-    """Batteries that have been retired, by maker, installing automaker, holder and stage."""
-    b = T.batteries
-    stmt = (
-        select(b.c.producer, b.c.installer, b.c.holder, b.c.stage, func.count().label("n"))
-        .where(b.c.retired_at.is_not(None))
-        .group_by(b.c.producer, b.c.installer, b.c.holder, b.c.stage)
-    )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
-def _recovery_sums(conn: Any) -> dict[str, tuple[float, float]]:
-    """Per metal: (kg contained, kg recovered) over the batteries with a ``recycled`` event."""
-    b, e = T.batteries, T.events
-    columns = []
-    for metal in METALS:
-        key = f"{metal}_kg"
-        contained = b.c.spec[("materials", key)].as_float()
-        recovered = e.c.data[("recovered", key)].as_float()
-        columns.append(func.coalesce(func.sum(contained), 0.0).label(f"{metal}_in"))
-        columns.append(func.coalesce(func.sum(recovered), 0.0).label(f"{metal}_out"))
-    stmt = (
-        select(*columns)
-        .select_from(b.join(e, and_(e.c.battery == b.c.code, e.c.type == "recycled")))
-        .where(b.c.stage == Stage.RECYCLED.value)
-    )
-    row = conn.execute(stmt).one()._mapping
-    return {m: (float(row[f"{m}_in"] or 0.0), float(row[f"{m}_out"] or 0.0)) for m in METALS}
-
-
-# --- shaping ------------------------------------------------------------------------------------------
-
-
-def _headline(rows: list[dict[str, Any]]) -> Headline:
-    by_stage: dict[str, int] = defaultdict(int)
-    kg_by_stage: dict[str, float] = defaultdict(float)
-    for r in rows:
-        by_stage[r["stage"]] += int(r["n"])
-        kg_by_stage[r["stage"]] += float(r["kg"])
-    return Headline(
-        batteries=sum(by_stage.values()),
-        tonnes=sum(kg_by_stage.values()) / 1000,
-        by_stage=dict(by_stage),
-        tonnes_by_stage={k: v / 1000 for k, v in kg_by_stage.items()},
-    )
-
-
-def _years(rows: list[dict[str, Any]]) -> list[YearRow]:
-    acc: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for r in rows:
-        kg = float(r["kg"])
-        if r["reg_year"] is not None:
-            acc[int(r["reg_year"])]["registered"] += kg
-        if r["ret_year"] is not None:
-            acc[int(r["ret_year"])]["retired"] += kg
-        if r["end_year"] is not None and r["stage"] in (Stage.RECYCLED.value, Stage.REPURPOSED.value):
-            acc[int(r["end_year"])][r["stage"]] += kg
-    if not acc:
-        return []
-    years = range(min(acc), max(acc) + 1)
-    return [
-        YearRow(
-            year=y,
-            registered_t=acc[y]["registered"] / 1000,
-            retired_t=acc[y]["retired"] / 1000,
-            recycled_t=acc[y][Stage.RECYCLED.value] / 1000,
-            repurposed_t=acc[y][Stage.REPURPOSED.value] / 1000,
-        )
-        for y in years
-    ]
-
-
-def growth(current: float, previous: float | None) -> float | None:
-    """Change on the year before, as a fraction; None when there is nothing to compare with."""
-    if previous is None or previous <= 0:
-        return None
-    return current / previous - 1
-
-
-def _provinces(rows: list[dict[str, Any]], enterprises: Mapping[str, Any]) -> list[ProvinceRow]:
-    acc: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
-    for r in rows:
-        ent = enterprises.get(r["holder"]) if r["holder"] else None
-        if ent is None:
-            continue
-        cell = acc[ent.region[:2]]
-        cell[0] += int(r["n"])
-        cell[1] += float(r["kg"]) / 1000
-        if r["stage"] == Stage.RETIRED.value:
-            cell[2] += int(r["n"])
-    known = provinces()
-    out = [
-        ProvinceRow(province=p, batteries=int(v[0]), tonnes=float(v[1]), waste=int(v[2]))
-        for p, v in acc.items()
-        if p in known
-    ]
-    return sorted(out, key=lambda row: (-row.tonnes, row.province))
-
-
-def _producers(
-    rows: list[dict[str, Any]], enterprises: Mapping[str, Any], now: datetime
-) -> list[ProducerRow]:
-    today = now.date()
-    acc: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in rows:
-        holder = enterprises.get(r["holder"]) if r["holder"] else None
-        licensed = r["stage"] in LICENSED_END_STAGES or (
-            holder is not None and any(holder.licensed(s, today) for s in Scope)
-        )
-        if r["stage"] in (Stage.MISSING.value, Stage.EXPORTED.value):
-            licensed = False
-        for responsible in {r["producer"], r["installer"]} - {None}:
-            acc[responsible][0] += int(r["n"])
-            acc[responsible][1] += int(r["n"]) if licensed else 0
-    out = [
-        ProducerRow(
-            id=eid,
-            name=enterprises[eid].name if eid in enterprises else eid,
-            retired=v[0],
-            licensed=v[1],
-        )
-        for eid, v in acc.items()
-    ]
-    return sorted(out, key=lambda row: (row.share, -row.retired, row.name))
-
-
-def _recovery(sums: Mapping[str, tuple[float, float]]) -> list[MetalRow]:
-    profiles = load_profiles()
-    out = []
-    for metal in METALS:
-        contained, recovered = sums[metal]
-        thresholds = {
-            name: profiles[name].recovery_thresholds.get(metal)
-            for name in RECOVERY_PROFILES
-            if name in profiles
-        }
-        out.append(
-            MetalRow(metal=metal, contained_kg=contained, recovered_kg=recovered, thresholds=thresholds)
-        )
-    return out
-
-
-def chemistry_class(chemistry: str) -> str:
-    return chemistry if chemistry in ("lfp", "ternary") else "other"
-
-
-def _forecast(rows: list[dict[str, Any]], now: datetime) -> list[tuple[int, float]]:
-    """Tonnes expected to retire each year to 2035: each cohort still in use (by year registered
-    and chemistry) retires by the profile's lifetime distribution, given that it has lasted so far."""
-    profile = get_profile()
-    this_year = now.year
-    fraction_done = (now.timetuple().tm_yday - 1) / 365.25
-    expected: dict[int, float] = defaultdict(float)
-    for r in rows:
-        if r["stage"] not in ACTIVE_STAGES or r["reg_year"] is None:
-            continue
-        life = profile.lifetime_for(chemistry_class(str(r["chemistry"])))
-        born = int(r["reg_year"]) + 0.5  # mid-year on average
-        age_now = max(this_year + fraction_done - born, 0.0)
-        alive = life.survival(age_now)
-        if alive <= 0:
-            continue
-        tonnes = float(r["kg"]) / 1000
-        for year in range(this_year, FORECAST_TO + 1):
-            start = max(year - born, age_now)
-            end = year + 1 - born
-            if end <= start:
-                continue
-            expected[year] += tonnes * (life.cdf(end) - life.cdf(start)) / alive
-    return [(year, expected[year]) for year in range(this_year, FORECAST_TO + 1)]
+    monitoring_for(registry).acknowledge(caller, alert_id, note)
 
 
 # --- one battery's history, with the log's proofs ------------------------------------------------

@@ -36,7 +36,7 @@ class EnterpriseView:
     incoming: list[Due]
     waste: list[Due]
     licensed: bool
-    alerts: list[dashboard_data.AlertRow] | None  # None while the monitoring service is not installed
+    alerts: list[dashboard_data.AlertRow]
 
 
 def due_date(calendar: WorkingDayCalendar, start: datetime, working_days: int) -> date | None:

@@ -8,7 +8,6 @@ permission it needs in ``openapi_extra``, as the API's routes do.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -379,37 +378,34 @@ def _dashboard_charts(page: Page, d: dashboard_data.Dashboard) -> dict[str, Any]
     out: dict[str, Any] = dict.fromkeys(
         ("years", "recovery", "alerts_by_rule", "alerts_by_province", "provinces", "producers", "forecast")
     )
-    years = d.years
-    if years:
-        notes: list[str | None] = [None]
-        for prev, row in itertools.pairwise(years):
-            g = dashboard_data.growth(row.registered_t, prev.registered_t)
-            notes.append(f"{g:+.0%}" if g is not None else None)
+    if d.years:
         out["years"] = charts.bar_chart(
-            [str(r.year) for r in years],
+            [str(r.year) for r in d.years],
             [
-                charts.Series(t("dash.series.registered"), [r.registered_t for r in years]),
-                charts.Series(t("dash.series.retired"), [r.retired_t for r in years]),
-                charts.Series(t("dash.series.recycled"), [r.recycled_t for r in years]),
-                charts.Series(t("dash.series.repurposed"), [r.repurposed_t for r in years]),
+                charts.Series(t("dash.series.registered"), [r.registered_t for r in d.years]),
+                charts.Series(t("dash.series.retired"), [r.retired_t for r in d.years]),
+                charts.Series(t("dash.series.recycled"), [r.recycled_t for r in d.years]),
+                charts.Series(t("dash.series.repurposed"), [r.repurposed_t for r in d.years]),
             ],
             title=t("dash.years"),
             unit=t("unit.tonnes"),
-            notes=notes,
+            notes=[
+                f"{r.registered_change_pct:+.0f}%" if r.registered_change_pct is not None else None
+                for r in d.years
+            ],
             css_class="chart-years",
         )
     metals = [m for m in d.recovery if m.rate is not None]
     if metals:
-        profiles = list(metals[0].thresholds)
         out["recovery"] = charts.hbar_chart(
-            [t.get("metal." + m.metal + "_kg", m.metal) for m in metals],
+            [t.get(f"metal.{m.metal}_kg", m.metal) for m in metals],
             [100 * (m.rate or 0.0) for m in metals],
             title=t("dash.recovery"),
             unit="%",
             maximum=100.0,
             markers={
                 name: [100 * v if (v := m.thresholds.get(name)) is not None else None for m in metals]
-                for name in profiles
+                for name in dashboard_data.RECOVERY_PROFILES
             },
             fmt=lambda v: f"{v:.1f}",
             css_class="chart-recovery",
@@ -432,17 +428,17 @@ def _dashboard_charts(page: Page, d: dashboard_data.Dashboard) -> dict[str, Any]
         top = d.provinces[:15]
         out["provinces"] = charts.hbar_chart(
             [page.province_name(r.province) for r in top],
-            [r.tonnes for r in top],
+            [r.retired_t for r in top],
             title=t("dash.provinces"),
             unit=t("unit.tonnes"),
-            fmt=lambda v: charts.number(v, 1),
+            fmt=lambda v: charts.number(v, 2),
             css_class="chart-provinces",
         )
     if d.producers:
         worst = d.producers[:15]
         out["producers"] = charts.hbar_chart(
-            [r.name for r in worst],
-            [100 * r.share for r in worst],
+            [f"{r.name} ({t('responsibility.' + r.responsibility)})" for r in worst],
+            [100 * (r.in_time_share or 0.0) for r in worst],
             title=t("dash.producers"),
             unit="%",
             maximum=100.0,
@@ -453,7 +449,7 @@ def _dashboard_charts(page: Page, d: dashboard_data.Dashboard) -> dict[str, Any]
         out["forecast"] = charts.line_chart(
             [str(y) for y, _ in d.forecast],
             [charts.Series(t("dash.series.forecast"), [v for _, v in d.forecast])],
-            title=t("dash.forecast", year=dashboard_data.FORECAST_TO),
+            title=t("dash.forecast", year=d.forecast[-1][0]),
             unit=t("unit.tonnes"),
             css_class="chart-forecast",
         )
@@ -498,28 +494,28 @@ def acknowledge(
     note: Annotated[str, Form(max_length=2000)] = "",
     csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
 ) -> Response:
-    """Acknowledge an alert through the monitoring service, then back to the dashboard."""
+    """Acknowledge an alert through the monitoring service (which records it in the log), then
+    back to the dashboard."""
     page = page_for(request)
     stop = _gate(page, Permission.ALERT_MANAGE) or _csrf_failed(page, csrf_token)
     if stop is not None:
         return stop
     assert page.caller is not None
-    back = ("/dashboard#alerts", page.t("nav.dashboard"))
     try:
         dashboard_data.acknowledge_alert(page.registry, page.caller, alert_id, note.strip() or None)
-    except dashboard_data.AlertsUnavailableError:
-        message, status = page.t("dash.no_monitoring"), 503
     except DomainError as exc:
-        message, status = exc.message, 404 if exc.kind == ErrorKind.NOT_FOUND else 409
-    else:
-        return _redirect(page, "/dashboard#alerts")
-    return render(
-        page,
-        "message.html",
-        {"heading": page.t("dash.alerts"), "message": message, "link": back},
-        status=status,
-        private=True,
-    )
+        return render(
+            page,
+            "message.html",
+            {
+                "heading": page.t("dash.alerts"),
+                "message": exc.message,
+                "link": ("/dashboard#alerts", page.t("nav.dashboard")),
+            },
+            status=404 if exc.kind == ErrorKind.NOT_FOUND else 409,
+            private=True,
+        )
+    return _redirect(page, "/dashboard#alerts")
 
 
 # --- an enterprise's own view --------------------------------------------------------------------------
