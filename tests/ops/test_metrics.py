@@ -97,6 +97,8 @@ def test_request_latency_histogram_by_route_template(client, cast):
     )
     # paths that match no route share one label: no battery code or stray path becomes a series
     assert value(after, total, method="GET", route="unmatched", status="404") >= 1
+    client.request("BREW", "/healthz")
+    assert value(scrape(client), total, method="other", route="/healthz", status="405") >= 1
     assert not any(code in name or code in str(labels) for name, labels in after)
 
 
