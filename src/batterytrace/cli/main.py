@@ -428,7 +428,13 @@ def log_rotate_key(
 
 
 #: Modules that add commands: each has ``register(app: typer.Typer) -> None``.
-CLI_MODULES: list[str] = ["batterytrace.cli.ops", "batterytrace.cli.monitoring", "batterytrace.cli.interop"]
+CLI_MODULES: list[str] = [
+    "batterytrace.cli.ops",
+    "batterytrace.cli.monitoring",
+    "batterytrace.cli.interop",
+    "batterytrace.cli.simulate",
+    "batterytrace.cli.backup",
+]
 
 
 def _register_modules() -> None:
