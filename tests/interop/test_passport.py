@@ -208,3 +208,12 @@ def test_passport_of_unknown_or_malformed_code(cast: Cast) -> None:
     r = client.get("/api/v1/batteries/NOT-A-CODE/passport")
     assert r.status_code == 422
     assert r.json()["code"].startswith("code.")
+
+
+def test_a_component_is_seen_as_its_pack_is(cast: Cast, lives: s.Lives) -> None:
+    """Whoever holds a pack holds its modules and cells: the recycler holding the recycled pack reads
+    its cells' passports at the authority tier, an unrelated recycler at the legitimate-interest tier."""
+    cell = lives.cells[0]
+    assert passport(cast.recycler, None, cell)["accessTier"] == "authority"
+    assert passport(cast.unlicensed, None, cell)["accessTier"] == "legitimate_interest"
+    assert passport(None, cast.regulator.client, cell)["accessTier"] == "public"

@@ -306,7 +306,7 @@ class Interop:
         """(event as the caller may see it, EPCIS context) for a battery's whole life."""
         with read_transaction(self.engine) as conn:
             state = _load_battery(conn, code)
-            tier = tier_for(caller.enterprise if caller else None, state)
+            tier = _tier(conn, caller, state)
             closure = _closure(conn, code)
             rows = _rows_for_batteries(conn, sorted(closure))
             if tier >= Tier.AUTHORITY:
@@ -372,8 +372,8 @@ class Interop:
             with read_transaction(self.engine) as conn:
                 state = _load_battery(conn, query.battery)
                 naming = _ids_naming(conn, query.battery)
-            if not regulator:
-                tier = tier_for(caller.enterprise, state)
+                if not regulator:
+                    tier = _tier(conn, caller, state)
             conditions.append(
                 or_(ev.c.battery == query.battery, ev.c.id.in_(naming))
                 if naming
@@ -416,7 +416,7 @@ class Interop:
         with read_transaction(self.engine) as conn:
             state = _load_battery(conn, code)
             facts = _passport_facts(conn, state, self.passport_base)
-        tier = tier_for(caller.enterprise if caller else None, state)
+            tier = _tier(conn, caller, state)
         return passport.cut(passport.build(facts, now=self.registry.clock()), tier)
 
     def traction_battery_code(self, caller: Caller | None, code: str) -> dict[str, Any]:
@@ -548,6 +548,23 @@ def _load_battery(conn: Any, code: str) -> BatteryState:
     if state is None:
         raise DomainError(E.BATTERY_UNKNOWN, f"battery {code} is not registered", field="code")
     return state
+
+
+def _tier(conn: Any, caller: Caller | None, state: BatteryState) -> Tier:
+    """The caller's tier for a battery, as ``GET /batteries/{code}`` has it: a component counts as
+    held by whoever holds the battery it is part of."""
+    if caller is None:
+        return Tier.PUBLIC
+    tier = tier_for(caller.enterprise, state)
+    root, seen = state, {state.code}
+    while tier < Tier.AUTHORITY and root.attached and root.parent and root.parent not in seen:
+        parent = repo.load_batteries(conn, [root.parent]).get(root.parent)
+        if parent is None:
+            break
+        seen.add(parent.code)
+        root = parent
+        tier = max(tier, tier_for(caller.enterprise, root))
+    return tier
 
 
 def _closure(conn: Any, code: str) -> set[str]:
