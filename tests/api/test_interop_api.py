@@ -155,12 +155,13 @@ def test_capture_refuses_clearly_without_the_schema(
         assert client.get(f"/api/v1/batteries/{code}/passport").status_code == 200
 
 
-def query(actor: Any, **params: Any) -> tuple[dict[str, Any], Any]:
+def query(actor: Any, *, validate: bool = False, **params: Any) -> tuple[dict[str, Any], Any]:
     r = actor.get(QUERY, **params)
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["type"] == "EPCISQueryDocument"
-    assert s.epcis_errors(doc) == []
+    if validate:
+        assert s.epcis_errors(doc) == []
     return doc, r
 
 
@@ -170,7 +171,7 @@ def events(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_query_by_step_time_enterprise_and_battery(world: World) -> None:  # noqa: F811
     cast, lives = world.cast, world.lives
-    doc, _ = query(cast.regulator, bizStep="shipping", perPage=1000)
+    doc, _ = query(cast.regulator, validate=True, bizStep="shipping", perPage=1000)
     assert events(doc)
     assert {e["bizStep"] for e in events(doc)} == {"shipping"}
     same, _ = query(cast.regulator, EQ_bizStep="https://ref.gs1.org/cbv/BizStep-shipping", perPage=1000)
@@ -179,7 +180,7 @@ def test_query_by_step_time_enterprise_and_battery(world: World) -> None:  # noq
     assert [e["inputEPCList"] for e in events(recycling)] == [[epcis.battery_uri(lives.recycled_pack)]]
     by_outlet, _ = query(cast.regulator, enterprise=cast.outlet.id, perPage=1000)
     assert {e["bt:recordedBy"] for e in events(by_outlet)} == {epcis.enterprise_uri(cast.outlet.id)}
-    everything, _ = query(cast.regulator, perPage=1000)
+    everything, _ = query(cast.regulator, validate=True, perPage=1000)
     times = sorted(e["eventTime"] for e in events(everything))
     middle = times[len(times) // 2]
     early, _ = query(cast.regulator, LT_eventTime=middle, perPage=1000)
@@ -199,7 +200,7 @@ def test_query_pages(world: World) -> None:  # noqa: F811
     regulator = world.cast.regulator
     everything, _ = query(regulator, perPage=1000)
     seen: list[str] = []
-    params: dict[str, Any] = {"perPage": 7}
+    params: dict[str, Any] = {"perPage": 25}
     while True:
         doc, response = query(regulator, **params)
         seen += [e["eventID"] for e in events(doc)]
@@ -209,7 +210,7 @@ def test_query_pages(world: World) -> None:  # noqa: F811
             break
         assert 'rel="next"' in response.headers["Link"]
         assert "nextPageToken=" in response.headers["Link"]
-        params = {"perPage": 7, "nextPageToken": token}
+        params = {"perPage": 25, "nextPageToken": token}
     assert seen == [e["eventID"] for e in events(everything)]
     assert_problem(regulator.get(QUERY, nextPageToken="garbage!"), 422, "request.bad_page", "nextPageToken")
     assert_problem(regulator.get(QUERY, perPage=10**6), 422, "request.bad_page", "perPage")
@@ -224,7 +225,7 @@ def test_query_is_cut_to_the_caller(world: World) -> None:  # noqa: F811
     assert {e["bt:recordedBy"] for e in events(own)} == {epcis.enterprise_uri(cast.outlet.id)}
     assert_problem(cast.outlet.get(QUERY, enterprise=cast.maker.id), 403, "permission.denied", "enterprise")
     # an unrelated automaker sees a battery's events at the public tier
-    public, _ = query(cast.stranger, battery=lives.installed_pack)
+    public, _ = query(cast.stranger, validate=True, battery=lives.installed_pack)
     assert events(public)
     assert "bt:recordedBy" not in str(public)
     assert "urn:batterytrace:vin:" not in str(public)
