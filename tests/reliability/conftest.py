@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,18 +20,20 @@ from tests import factories as f
 from tests.conftest import PG_URL, Actor, Cast, Clock, make_enterprise
 
 
-@pytest.fixture(scope="module")
-def module_database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh database for one test module (SQLite file, or a new PostgreSQL database)."""
+@contextmanager
+def fresh_database(db_kind: str, directory: Path, *, create: bool = True) -> Iterator[str]:
+    """A new database: a SQLite file in ``directory``, or a new PostgreSQL database (with
+    ``create=False`` only its name: the test creates it), dropped afterwards."""
     if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'registry.sqlite'}"
+        yield f"sqlite:///{directory / ('db-' + uuid.uuid4().hex[:8] + '.sqlite')}"
         return
     if not PG_URL:
         pytest.fail("PostgreSQL tests need BATTERYTRACE_TEST_POSTGRES_URL (the test script starts a server)")
     name = "bt_" + uuid.uuid4().hex[:12]
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    if create:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     base, _, _ = PG_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
@@ -38,6 +41,13 @@ def module_database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) 
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database for one test module."""
+    with fresh_database(db_kind, tmp_path_factory.mktemp("module-db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
