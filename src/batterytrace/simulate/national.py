@@ -1094,6 +1094,9 @@ class Batch:
 
     actor: str
     events: list[str]
+    #: The pack (its group number) each event belongs to: events of different packs in one batch
+    #: are independent of each other.
+    packs: list[str] = field(default_factory=list)
 
     def with_actor(self) -> Iterator[str]:
         """The events as import-file lines, each naming its recording enterprise."""
@@ -1126,6 +1129,7 @@ def _rounds(lines: Iterator[str], batch_size: int) -> list[list[Batch]]:
         g, actor, text = raw.rstrip("\n").split("\t", 2)
         groups.setdefault(g, []).append((actor, text))
     seqs = list(groups.values())
+    names = list(groups)
     position = [0] * len(seqs)
     level = [0] * len(seqs)  # round of the last batch that held an event of the pack, plus one
     ready: dict[str, list[int]] = {}
@@ -1136,12 +1140,14 @@ def _rounds(lines: Iterator[str], batch_size: int) -> list[list[Batch]]:
         actor = max(ready, key=lambda a: len(ready[a]))
         waiting = ready.pop(actor)
         chunk: list[str] = []
+        packs: list[str] = []
         members: list[int] = []
         for n, i in enumerate(waiting):
             seq = seqs[i]
             p = position[i]
             while p < len(seq) and seq[p][0] == actor:
                 chunk.append(seq[p][1])
+                packs.append(names[i])
                 p += 1
             position[i] = p
             members.append(i)
@@ -1149,12 +1155,12 @@ def _rounds(lines: Iterator[str], batch_size: int) -> list[list[Batch]]:
                 r = max(level[j] for j in members)
                 while len(rounds) <= r:
                     rounds.append([])
-                rounds[r].append(Batch(actor, chunk))
+                rounds[r].append(Batch(actor, chunk, packs))
                 for j in members:
                     level[j] = r + 1
                     if position[j] < len(seqs[j]):
                         ready.setdefault(seqs[j][position[j]][0], []).append(j)
-                chunk, members = [], []
+                chunk, packs, members = [], [], []
     return rounds
 
 
