@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import ColumnElement, Engine, and_, func, select
 
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError
@@ -117,7 +117,7 @@ def statistics(
         raise DomainError(E.REQUEST_INVALID, f"'level' must be one of {', '.join(LEVELS)}", field="level")
     _check_province(province)
     s = T.stat_rollup
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if year is not None:
         conds.append(s.c.year.in_((year, year - 1)))
     for name, value in (("province", province), ("chemistry", chemistry), ("producer", producer)):
@@ -153,8 +153,8 @@ def statistics(
             continue
         previous = cells.get((key[0] - 1, *key[1:]), {})
         row: dict[str, Any] = {"year": key[0]}
-        for i, g in enumerate(groups):
-            row[g] = key[1 + i]
+        for i, group in enumerate(groups):
+            row[group] = key[1 + i]
         if "producer" in groups:
             row["producer_name"] = names.get(row["producer"])
         for m in STAT_METRICS:
@@ -207,7 +207,7 @@ def producers(
     p = T.producer_rollup
     w = T.alert_watches
     e = T.enterprises
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if year is not None:
         conds.append(p.c.year == year)
     if enterprise is not None:
@@ -234,19 +234,21 @@ def producers(
         for r in conn.execute(stmt):
             figures[(r[0], r[1])][:4] = [int(v or 0) for v in r[2:]]
         for column, resp in ((w.c.producer, "producer"), (w.c.installer, "automaker")):
-            overdue = select(column, func.count()).where(and_(*wconds, column.is_not(None))).group_by(column)
-            for who, n in conn.execute(overdue):
+            overdue_q = (
+                select(column, func.count()).where(and_(*wconds, column.is_not(None))).group_by(column)
+            )
+            for who, n in conn.execute(overdue_q):
                 figures[(who, resp)][4] += int(n)
         rows_e = list(conn.execute(select(e.c.id, e.c.name, e.c.roles, e.c.region, e.c.network_of)))
-    names = {r.id: r.name for r in rows_e}
-    for r in rows_e:
-        roles = set(r.roles or [])
+    names = {ent.id: ent.name for ent in rows_e}
+    for ent in rows_e:
+        roles = set(ent.roles or [])
         if Role.BATTERY_MAKER.value in roles:
-            figures.setdefault((r.id, "producer"), [0, 0, 0, 0, 0])
+            figures.setdefault((ent.id, "producer"), [0, 0, 0, 0, 0])
         if Role.AUTOMAKER.value in roles:
-            figures.setdefault((r.id, "automaker"), [0, 0, 0, 0, 0])
-        if Role.SERVICE_OUTLET.value in roles and r.network_of:
-            points[r.network_of][r.region[:2]] += 1
+            figures.setdefault((ent.id, "automaker"), [0, 0, 0, 0, 0])
+        if Role.SERVICE_OUTLET.value in roles and ent.network_of:
+            points[ent.network_of][ent.region[:2]] += 1
     columns = [
         "enterprise",
         "name",
@@ -261,7 +263,7 @@ def producers(
         "collection_points",
         "collection_points_by_province",
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (who, resp), (retired, retired_g, in_time, late, overdue) in sorted(figures.items()):
         if enterprise is not None and who != enterprise:
             continue
@@ -304,7 +306,7 @@ def recovery(
     recovery thresholds. One row per recycler (``national`` first) and profile."""
     chosen = _profiles(profiles)
     r = T.recovery_rollup
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if year is not None:
         conds.append(r.c.year == year)
     if recycler is not None:
@@ -321,10 +323,10 @@ def recovery(
         stmt = stmt.where(and_(*conds))
     sums: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
     with read_transaction(engine) as conn:
-        for row in conn.execute(stmt):
-            values = [int(v or 0) for v in row[2:]]
-            for who in (row[0], "national"):
-                acc = sums[who][row[1]]
+        for found in conn.execute(stmt):
+            values = [int(v or 0) for v in found[2:]]
+            for who in (found[0], "national"):
+                acc = sums[who][found[1]]
                 for i, v in enumerate(values):
                     acc[i] += v
         names = _enterprise_names(conn, [k for k in sums if k != "national"])
@@ -342,7 +344,7 @@ def recovery(
     order = (["national"] if "national" in sums and recycler is None else []) + sorted(
         k for k in sums if k != "national"
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for who in order:
         metals = sums[who]
         star = metals.get("*", [0, 0, 0, 0])

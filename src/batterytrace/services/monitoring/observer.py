@@ -20,6 +20,7 @@ The work per batch is a fixed number of bulk statements, whatever the batch's si
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from batterytrace.domain.battery_code import parse_battery_code
 from batterytrace.domain.model import BatteryState, Enterprise, Stage
 from batterytrace.domain.policy import METALS, reporting_deadline_wd
 from batterytrace.domain.snapshots import battery_from_dict
+from batterytrace.domain.workdays import CHINA_STANDARD_TIME
 from batterytrace.services.monitoring import rules as R
 from batterytrace.services.monitoring.store import (
     NewAlert,
@@ -128,7 +130,7 @@ class Contributions:
         conn: Connection,
         profile: Profile,
         deltas: Deltas,
-        enterprise: Any,  # enterprise id -> Enterprise | None
+        enterprise: Callable[[str], Enterprise | None],
     ) -> None:
         self.conn = conn
         self.profile = profile
@@ -140,7 +142,7 @@ class Contributions:
     def licensed(self, enterprise_id: str | None, moment: datetime) -> bool:
         if enterprise_id is None:
             return False
-        ent: Enterprise | None = self.enterprise(enterprise_id)
+        ent = self.enterprise(enterprise_id)
         return ent is not None and ent.licensed_any(R.cst_day(moment))
 
     def add(self, row: dict[str, Any], sign: int, before: dict[str, BatteryState | None]) -> None:
@@ -358,7 +360,7 @@ class EventBatch:
             self.scrapped[row["vin"]] = row
             self.vins.add(row["vin"])
         b = before.get(code) if code else None
-        if b is None:
+        if code is None or b is None:
             return
         waste_received = kind == "received" and b.stage == Stage.RETIRED
         if kind in _FINAL_ARRIVALS or (waste_received and self.licensed(row["actor"], row["time_utc"])):
@@ -750,7 +752,7 @@ class EventBatch:
                 NewAlert(
                     rule=R.RECOVERY_BELOW_THRESHOLD,
                     key=key,
-                    since=datetime(year, 1, 1, tzinfo=R.CHINA_STANDARD_TIME),
+                    since=datetime(year, 1, 1, tzinfo=CHINA_STANDARD_TIME),
                     enterprise_id=recycler,
                     province=self.province_of(recycler),
                     detail=f"recycler {recycler} recovered less than the {self.profile.name} thresholds in {year}: {shown}",

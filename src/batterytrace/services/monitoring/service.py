@@ -6,7 +6,7 @@ import weakref
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, update
 
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError
@@ -127,7 +127,7 @@ class Monitoring:
         else:
             self._rescan_if_stale()
         a = T.alerts
-        conds = []
+        conds: list[ColumnElement[bool]] = []
         statuses = _STATUS_FILTERS[status]
         if statuses is not None:
             conds.append(a.c.status.in_(statuses))
