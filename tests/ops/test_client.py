@@ -72,6 +72,7 @@ def test_a_refusal_raises_a_problem_error_with_the_registry_code(client, cast):
         outcomes = c.record_many([f.event("manufactured", code, 2, f.MANUFACTURED)])
         assert outcomes[0].status == "rejected"
         assert outcomes[0].problem.code == "battery.exists"
+        assert outcomes[0].problem.request_id  # the batch request's id, to quote to the registry
 
 
 def test_a_bad_key_raises_at_once_and_is_not_retried(client, cast):

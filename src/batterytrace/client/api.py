@@ -162,6 +162,10 @@ class Client:
         results = response.json().get("results")
         if not isinstance(results, list) or len(results) != len(events):
             raise ClientError("the registry's batch answer does not list one result per event")
+        rid = response.headers.get("x-request-id")
+        for result in results:  # a refused event's problem names the request it came back in
+            if rid and isinstance(result, dict) and isinstance(result.get("error"), dict):
+                result["error"].setdefault("request_id", rid)
         return results
 
     @staticmethod
