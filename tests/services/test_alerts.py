@@ -557,6 +557,10 @@ def test_no_clone_alert_for_a_producer_resending_its_registration_or_a_holder_at
     life.refused(life.cast.maker, "manufactured", code, "battery.exists", dict(f.MANUFACTURED))
     life.refused(life.cast.maker, "retired", code, "lifecycle.wrong_stage")
     assert life.alerts("suspected_clone", battery=code) == []
+    vin = f.vin()
+    life.ok(life.cast.automaker, "vehicle_sold", None, vin=vin)
+    life.refused(life.cast.stranger, "vehicle_sold", None, "lifecycle.not_holder", vin=vin)
+    assert life.alerts("suspected_clone", enterprise=life.cast.stranger.id, battery=vin) == []
 
 
 def test_suspected_clone_clears_when_the_party_receives_the_battery(life: Life) -> None:

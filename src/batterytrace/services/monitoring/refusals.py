@@ -24,6 +24,8 @@ from batterytrace.services.monitoring import rules as R
 from batterytrace.services.monitoring.store import NewAlert, open_alerts, refusal_evidence
 from batterytrace.store import repo
 
+#: Refusals of vehicle events name a VIN, not a battery: no battery alert is raised from them.
+_VEHICLE_EVENTS = frozenset({"vehicle_sold", "vehicle_scrapped"})
 _USCC = re.compile(r"\b[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}\b")
 
 
@@ -31,7 +33,8 @@ def observe(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     relevant = [
         r
         for r in rows
-        if r.get("enterprise_id")
+        if r.get("event_type") not in _VEHICLE_EVENTS
+        and r.get("enterprise_id")
         and r.get("battery")
         and (r["code"] in R.CLONE_CODES or r["code"] == E.WASTE_UNLICENSED)
     ]
