@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batterytrace.domain.errors import DomainError
 from batterytrace.domain.model import EventType
@@ -265,3 +267,90 @@ def test_streamed_document_matches_the_document() -> None:
     empty = io.StringIO()
     epcis.write_document(empty, [], created=NOW)
     assert json.loads(empty.getvalue()) == epcis.document([], created=NOW)
+
+
+def _corpus() -> list[dict[str, Any]]:
+    events = []
+    for path in sorted((s.EPCIS_DIR / "examples").rglob("*.jsonld")):
+        events += epcis.event_list(json.loads(path.read_text())) or []
+    return events + [epcis.to_epcis(stored(kind), **context_for(kind)) for kind in sorted(SAMPLES)]
+
+
+CORPUS = _corpus()
+FIELDS = [
+    "type",
+    "action",
+    "bizStep",
+    "epcList",
+    "childEPCs",
+    "parentID",
+    "inputEPCList",
+    "outputEPCList",
+    "outputQuantityList",
+    "bizLocation",
+    "readPoint",
+    "destinationList",
+    "sensorElementList",
+    "ilmd",
+    "eventTime",
+    "eventTimeZoneOffset",
+    "eventID",
+    "bt:recordedBy",
+    "bt:reason",
+    "bt:decision",
+    "quantityList",
+    "@context",
+    "errorDeclaration",
+    "sourceList",
+]
+ODD = [
+    None,
+    1,
+    -1.5,
+    True,
+    "",
+    "x",
+    [],
+    {},
+    [1],
+    [[1]],
+    {"id": 3},
+    "+25:00",
+    "+ab:cd",
+    "bt:x",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "urn:batterytrace:battery:X",
+    [epcis.battery_uri(PACK)],
+    [{"type": "possessing_party", "destination": 5}],
+    [{"sensorReport": 3}],
+    {"bt:x": {"bt:y": [1, {"bt:z": None}]}},
+    {"id": "urn:batterytrace:region:310115"},
+]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.sampled_from(CORPUS),
+    st.lists(st.tuples(st.sampled_from(FIELDS), st.one_of(st.none(), st.sampled_from(ODD))), max_size=5),
+)
+def test_reading_never_fails_but_with_a_reason(event: dict[str, Any], changes: list[tuple[str, Any]]) -> None:
+    """Whatever an event holds (the schema check aside), reading it gives registry events or
+    ``epcis.unmappable`` with a reason, never another error."""
+    broken = copy.deepcopy(event)
+    for field, value in changes:
+        if value is None:
+            broken.pop(field, None)
+        else:
+            broken[field] = copy.deepcopy(value)
+    error: DomainError | None = None
+    mapped: list[epcis.Mapped] = []
+    try:
+        mapped = epcis.from_epcis(broken)
+    except DomainError as exc:
+        error = exc
+    if error is not None:
+        assert error.code == "epcis.unmappable"
+        assert error.message
+    for m in mapped:
+        assert set(m.event) <= {"id", "type", "battery", "vin", "time", "region", "data"}

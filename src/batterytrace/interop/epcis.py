@@ -452,11 +452,18 @@ def _event_time(event: Mapping[str, Any]) -> str:
         raise unmappable(f"'eventTime' {raw!r} is not an RFC 3339 date-time", "eventTime") from None
     if parsed.tzinfo is None:
         raise unmappable("'eventTime' must carry a UTC offset", "eventTime")
-    if isinstance(offset, str) and len(offset) == 6 and offset[0] in "+-":
+    try:
+        parsed.astimezone(UTC)
+        _ = parsed + timedelta(days=1), parsed - timedelta(days=1)
+    except OverflowError:
+        raise unmappable(f"'eventTime' {raw!r} is out of range", "eventTime") from None
+    if isinstance(offset, str) and len(offset) == 6 and offset[0] in "+-" and offset[3] == ":":
         try:
             hours, minutes = int(offset[1:3]), int(offset[4:6])
         except ValueError:
             return parsed.isoformat()
+        if hours > 14 or minutes > 59:
+            raise unmappable(f"'eventTimeZoneOffset' {offset!r} is not a UTC offset", "eventTimeZoneOffset")
         delta = timedelta(hours=hours, minutes=minutes)
         parsed = parsed.astimezone(timezone(-delta if offset[0] == "-" else delta))
     return parsed.isoformat()
@@ -536,10 +543,10 @@ class _Reader:
         return out
 
     def soh(self) -> float | None:
-        for element in self.event.get("sensorElementList") or []:
+        for element in _items(self.event.get("sensorElementList")):
             if not isinstance(element, Mapping):
                 continue
-            for report in element.get("sensorReport") or []:
+            for report in _items(element.get("sensorReport")):
                 if isinstance(report, Mapping) and report.get("type") in (
                     SOH_TYPE,
                     f"{PREFIX}:StateOfHealth",
@@ -551,7 +558,7 @@ class _Reader:
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     def party(self, list_field: str, key: str) -> str | None:
-        entries = [e for e in self.event.get(list_field) or [] if isinstance(e, Mapping)]
+        entries = [e for e in _items(self.event.get(list_field)) if isinstance(e, Mapping)]
         ranked = sorted(
             entries, key=lambda e: {"possessing_party": 0, "owning_party": 1}.get(str(e.get("type")), 2)
         )
@@ -563,6 +570,11 @@ class _Reader:
 
 
 Draft = tuple[str, str | None, str | None, dict[str, Any]]  # (type, battery, vin, data)
+
+
+def _items(value: Any) -> list[Any]:
+    """A list field's items (nothing, for a field that is absent or not a list)."""
+    return value if isinstance(value, list) else []
 
 
 def _battery_events(
@@ -592,7 +604,7 @@ def _parent_child(r: _Reader, step: str, action: str) -> tuple[Any, list[Any]]:
         raise unmappable(
             f"'{step}' is written with action {action}; this event's action is {r.action}", "action"
         )
-    return r.event.get("parentID"), list(r.event.get("childEPCs") or [])
+    return r.event.get("parentID"), _items(r.event.get("childEPCs"))
 
 
 def _assembling(r: _Reader) -> list[Draft]:
@@ -720,7 +732,7 @@ def _recycling(r: _Reader) -> list[Draft]:
     if len(inputs) != 1:
         raise unmappable("'recycling' names one battery in inputEPCList per event", "inputEPCList")
     recovered: dict[str, Any] = {}
-    for i, item in enumerate(r.event.get("outputQuantityList") or []):
+    for i, item in enumerate(_items(r.event.get("outputQuantityList"))):
         field = f"outputQuantityList[{i}]"
         name = _after(item.get("epcClass") if isinstance(item, Mapping) else None, "material")
         if name is None:
@@ -738,7 +750,7 @@ def _recycling(r: _Reader) -> list[Draft]:
 
 def _retracting(r: _Reader) -> list[Draft]:
     r.only("ObjectEvent", step="retracting", how="an ObjectEvent naming the battery or vehicle")
-    items = r.event.get("epcList") or []
+    items = _items(r.event.get("epcList"))
     if len(items) != 1:
         raise unmappable("'retracting' names exactly one battery or vehicle in epcList", "epcList")
     vin = parse_vin_uri(items[0])
