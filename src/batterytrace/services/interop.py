@@ -140,10 +140,7 @@ class Interop:
         for i, (raw, actor) in enumerate(items):
             who, error = self._recorder(caller, actor, enterprises)
             if error is not None:
-                raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-                results[i] = EventResult(
-                    id=raw_id if isinstance(raw_id, str) else None, status="rejected", error=error
-                )
+                results[i] = EventResult(id=_raw_id(raw), status="rejected", error=error)
                 continue
             assert who is not None
             if groups and groups[-1][0].id == who.id:
@@ -230,17 +227,14 @@ class Interop:
                 f"a capture holds at most {limit} events; this document has {len(events)}",
                 field="epcisBody.eventList",
             )
-        bare = events == [document]
-        if bare:
+        if len(events) == 1 and events[0] is document:  # a single event
             issues = schema.document_issues(document)
         else:
             issues = schema.envelope_issues(document)
+            prefix = "/epcisBody/eventList"
+            if document.get("type") == "EPCISQueryDocument":
+                prefix = "/epcisBody/queryResults/resultsBody/eventList"
             for i, ev in enumerate(events):
-                prefix = (
-                    "/epcisBody/eventList"
-                    if document.get("type") == "EPCISDocument"
-                    else ("/epcisBody/queryResults/resultsBody/eventList")
-                )
                 issues += schema.event_issues(ev, prefix=f"{prefix}/{i}")
                 if len(issues) >= 50:
                     break
