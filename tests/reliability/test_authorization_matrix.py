@@ -230,7 +230,12 @@ def scene_vehicle_scrapped(m: Matrix, actor: Actor, holder: bool) -> dict[str, A
 
 def scene_repurposed(m: Matrix, actor: Actor, holder: bool) -> dict[str, Any]:
     state = battery(
-        _holder(m, actor, holder), stage=Stage.RETIRED, producer=m.producer.id, retired_at=STATE_TIME
+        _holder(m, actor, holder),
+        stage=Stage.RETIRED,
+        producer=m.producer.id,
+        retired_at=STATE_TIME,
+        grade="repurpose",
+        soh_percent=75.0,
     )
     m.write([state])
     into = f.second_life_code(manufacturer=m.codes.get(actor.id, "ZZ8"))
