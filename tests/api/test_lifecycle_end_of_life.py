@@ -145,7 +145,8 @@ def test_three_modules_of_two_packs_repurposed_into_one_product(story: Story, ca
         story.do(cast.repurposer, "dismantled", pack)
     for module in (a1, a2, b1, b2):
         story.expect(module, stage="retired", holder=cast.repurposer.id)
-    story.do(cast.repurposer, "graded", a1, {"soh_percent": 81, "decision": "repurpose"})
+    for module in (a1, a2, b1):
+        story.do(cast.repurposer, "graded", module, {"soh_percent": 81, "decision": "repurpose"})
     product = f.second_life_code(level="P")
     stored = story.do(cast.repurposer, "repurposed", a1, {"into": product, "capacity_kwh": 30.0})
     assert stored["data"] == {"into": product, "capacity_kwh": 30.0}
