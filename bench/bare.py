@@ -32,8 +32,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    target = "bench.bare:app" if args.workers > 1 else app
+    uvicorn.run(
+        target, host=args.host, port=args.port, workers=args.workers, log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,10 +86,17 @@ def _fmt(value: float | None, unit: str) -> str:
 # --- running stages in their own processes -----------------------------------------------------------------
 
 
+#: The machine's 1-minute load average, sampled before and after each measurement: the cores are
+#: shared, and the table says how busy they were.
+LOADS: list[float] = []
+
+
 def stage(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in a child process and return its result."""
     cmd = [sys.executable, "-m", "bench.run", "--stage", name, "--params", json.dumps(params)]
+    LOADS.append(os.getloadavg()[0])
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    LOADS.append(os.getloadavg()[0])
     if proc.returncode != 0:
         raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); see the output above")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -126,14 +134,20 @@ class Server:
             time.sleep(0.2)
 
     def peak_mb(self) -> float | None:
-        try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return None
+        """The largest peak resident memory among the server's processes (its workers too)."""
+        pids = [self.proc.pid]
+        for children in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            pids += [int(x) for x in children.read_text().split()]
+        peaks = []
+        for pid in pids:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            peaks += [
+                int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+            ]
+        return max(peaks) if peaks else None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -257,37 +271,38 @@ def run_api(
         "requests": args.requests,
         "concurrency": args.concurrency,
     }
-    port = free_port()
-    server = Server(
-        [
+    for n, workers in enumerate(args.api_workers):
+        suffix = "" if workers == 1 else f"_w{workers}"
+        traffic = {**client, "series": "LMNPRSTU"[n % 8]}
+        label = f"{workers} worker{'s' if workers > 1 else ''}"
+        port = free_port()
+        serve = [
             str(Path(sys.executable).parent / "batterytrace"),
             "serve",
             "--no-demo",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env,
-        port,
-        here / "serve.log",
-    )
-    try:
-        console.print(f"[bold]{kind}[/bold]: batch API, {args.api_events:,} events")
-        out["batch_api"] = stage("client", {**client, "base": server.base, "mode": "batch"})
-        console.print(f"[bold]{kind}[/bold]: single-event API, {args.requests:,} requests")
-        out["single_api"] = stage("client", {**client, "base": server.base, "mode": "single"})
-        out["server_peak_mb"] = server.peak_mb()
-    finally:
-        server.stop()
-    port = free_port()
-    bare = Server([sys.executable, "-m", "bench.bare", "--port", str(port)], env, port, here / "bare.log")
-    try:
-        console.print(f"[bold]{kind}[/bold]: bare endpoint, {args.requests:,} requests")
-        out["bare_api"] = stage("client", {**client, "base": bare.base, "mode": "single"})
-        out["bare_peak_mb"] = bare.peak_mb()
-    finally:
-        bare.stop()
+            "--workers",
+            str(workers),
+        ]
+        server = Server(
+            [*serve, "--host", "127.0.0.1", "--port", str(port)], env, port, here / f"serve{suffix}.log"
+        )
+        try:
+            console.print(f"[bold]{kind}[/bold]: batch API ({label}), {args.api_events:,} events")
+            out["batch_api" + suffix] = stage("client", {**traffic, "base": server.base, "mode": "batch"})
+            console.print(f"[bold]{kind}[/bold]: single-event API ({label}), {args.requests:,} requests")
+            out["single_api" + suffix] = stage("client", {**traffic, "base": server.base, "mode": "single"})
+            out["server_peak_mb" + suffix] = server.peak_mb()
+        finally:
+            server.stop()
+        port = free_port()
+        bare_cmd = [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)]
+        bare = Server(bare_cmd, env, port, here / f"bare{suffix}.log")
+        try:
+            console.print(f"[bold]{kind}[/bold]: bare endpoint ({label}), {args.requests:,} requests")
+            out["bare_api" + suffix] = stage("client", {**traffic, "base": bare.base, "mode": "single"})
+            out["bare_peak_mb" + suffix] = bare.peak_mb()
+        finally:
+            bare.stop()
     return out
 
 
@@ -339,6 +354,11 @@ def rows_for(results: dict[str, dict[str, Any]], events: int) -> list[Row]:
         ("import", "peak_mb"),
     )
     row("raw insert of the same rows (ceiling)", "rows/s", "", ("raw", "rate"), memory=("raw", "peak_mb"))
+    per_event = Row("database size per event imported", "bytes")
+    for k in kinds:
+        size, n = get(k, "import", "db_bytes"), get(k, "import", "accepted")
+        per_event.values[k] = size / n if size and n else None
+    rows.append(per_event)
     ratio = Row("bulk import ÷ ceiling", "ratio", "≥ 0.3 (SQLite)")
     for k in kinds:
         imp, raw = get(k, "import", "rate"), get(k, "raw", "rate")
@@ -366,6 +386,28 @@ def rows_for(results: dict[str, dict[str, Any]], events: int) -> list[Row]:
     single.check = lambda kind, v: (v >= 0.3) if v is not None else None
     rows.append(single)
     row("single-event API latency p99", "ms", "", ("single_api", "p99_ms"))
+    for workers in sorted({int(k.split("_w")[1]) for r in results.values() for k in r if "_api_w" in k}):
+        w = f"_w{workers}"
+        row(
+            f"batch API, {workers} workers",
+            "events/s",
+            "",
+            ("batch_api" + w, "rate"),
+            memory=("server_peak_mb" + w,),
+        )
+        row(f"single-event API, {workers} workers", "requests/s", "", ("single_api" + w, "rate"))
+        row(
+            f"bare endpoint, {workers} workers",
+            "requests/s",
+            "",
+            ("bare_api" + w, "rate"),
+            memory=("bare_peak_mb" + w,),
+        )
+        ratio_w = Row(f"single-event API ÷ bare endpoint, {workers} workers", "ratio", "")
+        for k in kinds:
+            s_, b_ = get(k, "single_api" + w, "rate"), get(k, "bare_api" + w, "rate")
+            ratio_w.values[k] = s_ / b_ if s_ and b_ else None
+        rows.append(ratio_w)
     row("history lookup p50", "ms", "", ("reads", "history_p50_ms"), memory=("reads", "peak_mb"))
     hist = row("history lookup p99", "ms", "< 10 ms" + scale, ("reads", "history_p99_ms"))
     hist.check = lambda kind, v: (v < 10) if v is not None else None
@@ -453,6 +495,9 @@ def main() -> None:
         help="single-event requests (default: events / 200, at most 5,000)",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="connections of the API client")
+    parser.add_argument(
+        "--api-workers", default="1", help="server worker processes for the API runs, e.g. 1,3 (one run each)"
+    )
     parser.add_argument("--lookups", type=int, default=2_000, help="history lookups and proofs timed")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--workdir", type=Path, default=None, help="where files and SQLite databases go")
@@ -472,6 +517,7 @@ def main() -> None:
         args.api_events if args.api_events is not None else min(100_000, max(2_000, args.events // 10))
     )
     args.requests = args.requests if args.requests is not None else min(5_000, max(200, args.events // 200))
+    args.api_workers = [int(x) for x in str(args.api_workers).split(",") if x.strip()]
     args.now = datetime.now(UTC).replace(microsecond=0)
     args.end = args.now - timedelta(days=1)
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
@@ -500,7 +546,8 @@ def main() -> None:
     title = (
         f"batterytrace on {cpus} cores ({platform.python_implementation()} {platform.python_version()}), "
         f"{history['events']:,} simulated events from {history['packs']:,} packs, "
-        f"{time.perf_counter() - started:,.0f} s in all"
+        f"{time.perf_counter() - started:,.0f} s in all; load average {min(LOADS, default=0):.1f}–"
+        f"{max(LOADS, default=0):.1f} (median {statistics.median(LOADS or [0]):.1f})"
     )
     print_table(rows, kinds, title)
     console.print(markdown(rows, kinds), highlight=False, soft_wrap=True)

@@ -122,6 +122,7 @@ def stage_import(p: dict[str, Any]) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     c = summary.counts
+    size = database_bytes(registry.engine)
     registry.engine.dispose()
     return {
         "read": c.read,
@@ -129,8 +130,18 @@ def stage_import(p: dict[str, Any]) -> dict[str, Any]:
         "rejected": c.rejected,
         "seconds": seconds,
         "rate": c.read / seconds,
+        "db_bytes": size,
         "peak_mb": peak_mb(),
     }
+
+
+def database_bytes(engine: Any) -> int:
+    """Bytes the database takes on disk (SQLite: the file and its WAL; PostgreSQL: the database)."""
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database)
+        return sum(f.stat().st_size for f in (path, path.with_name(path.name + "-wal")) if f.exists())
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
 class _FollowingClock:
@@ -327,7 +338,7 @@ def live_rounds(p: dict[str, Any]) -> list[list[Any]]:
         p,
         batteries=p["live_packs"],
         cast_for=p["packs"],
-        series="L",
+        series=p.get("series", "L"),
         start=end - timedelta(days=20),
         end=end,
         stories=False,
