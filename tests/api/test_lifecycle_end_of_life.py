@@ -215,6 +215,7 @@ def test_three_modules_of_two_packs_repurposed_into_one_product(story: Story, ca
     story.do(cast.repurposer, "installed", product, {"system": "ESS-7", "application": "stationary"})
     story.expect(product, stage="installed", system="ESS-7", application="stationary", vin=None)
     # once installed, no more origins are added to it
+    story.do(cast.repurposer, "graded", b2, {"soh_percent": 79, "decision": "repurpose"})
     story.refuse(
         cast.repurposer, "repurposed", b2, {"into": product}, 409, "lifecycle.wrong_stage", "data.into"
     )
