@@ -11,16 +11,19 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from batterytrace.store import tables as T
 from tests import factories as f
@@ -221,11 +224,12 @@ def make_enterprise(
 
 
 def engine_for(database_url: str) -> Engine:
-    """A plain engine for looking at the database from the test (no registry around it)."""
+    """A plain engine for looking at the database from the test (no registry around it); its
+    connections close when returned, so nothing is left open when the test ends."""
     url = make_url(database_url)
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url)
+    return create_engine(url, poolclass=NullPool)
 
 
 def stored_ids(engine: Engine, ids: Sequence[str]) -> set[str]:
@@ -256,3 +260,36 @@ def counts(engine: Engine) -> dict[str, int]:
 
 def manufactured_batch(n: int, minutes: int = 0) -> list[dict[str, Any]]:
     return [f.event("manufactured", f.code(), minutes, f.MANUFACTURED) for _ in range(n)]
+
+
+def write_in_progress(database_url: str) -> Callable[[], bool]:
+    """A probe: is a write transaction open on the database right now?"""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        path = url.database
+
+        def sqlite_probe() -> bool:
+            conn = sqlite3.connect(str(path), timeout=0, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+                return False
+            except sqlite3.OperationalError:
+                return True  # another connection holds the write lock
+            finally:
+                conn.close()
+
+        return sqlite_probe
+    engine = engine_for(database_url)
+
+    def pg_probe() -> bool:
+        with engine.connect() as conn:
+            try:
+                conn.execute(text("SELECT size FROM log_head WHERE id = 1 FOR UPDATE NOWAIT"))
+                return False
+            except OperationalError:
+                return True  # a writer holds the log head
+            finally:
+                conn.rollback()
+
+    return pg_probe

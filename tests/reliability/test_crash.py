@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 from batterytrace.services.factory import build_registry
 from batterytrace.settings import Settings
@@ -27,41 +25,6 @@ from tests.reliability import support as s
 BATCH = 200
 KILLS = 2
 WAIT = 120.0
-
-
-def write_in_progress(database_url: str) -> Callable[[], bool]:
-    """A probe: is a write transaction open on the database right now?"""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        path = url.database
-
-        def sqlite_probe() -> bool:
-            import sqlite3
-
-            conn = sqlite3.connect(str(path), timeout=0, isolation_level=None)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-                return False
-            except sqlite3.OperationalError:
-                return True  # another connection holds the write lock
-            finally:
-                conn.close()
-
-        return sqlite_probe
-    engine = s.engine_for(database_url)
-
-    def pg_probe() -> bool:
-        with engine.connect() as conn:
-            try:
-                conn.execute(text("SELECT size FROM log_head WHERE id = 1 FOR UPDATE NOWAIT"))
-                return False
-            except OperationalError:
-                return True  # a writer holds the log head
-            finally:
-                conn.rollback()
-
-    return pg_probe
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT, step: float = 0.002) -> None:
@@ -116,7 +79,7 @@ def test_kill_9_during_batch_writes(database_url: str, workdir: Path) -> None:
     _, regulator_key = s.bootstrap(env, workdir)
     server = s.Server(workdir, env).start()
     engine = s.engine_for(database_url)
-    busy = write_in_progress(database_url)
+    busy = s.write_in_progress(database_url)
     try:
         regulator = s.Api(server.url, regulator_key)
         _, maker_key = s.make_enterprise(regulator, ["battery_maker"], codes=["0AB"])
@@ -209,7 +172,7 @@ def test_kill_9_during_an_import_and_import_again(database_url: str, workdir: Pa
     source.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
     args = ["import", str(source), "--key", key, "--batch-size", str(IMPORT_BATCH), "--quiet"]
     engine = s.engine_for(database_url)
-    busy = write_in_progress(database_url)
+    busy = s.write_in_progress(database_url)
     try:
         proc = subprocess.Popen(
             [s.exe(), *args], env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
