@@ -10,6 +10,7 @@ log grows: every accepted change appends to the log, so its size versions the da
 
 from __future__ import annotations
 
+import base64
 import threading
 import weakref
 from collections import defaultdict
@@ -22,11 +23,14 @@ from sqlalchemy import func, select
 
 from batterytrace.domain.policy import METALS, get_profile
 from batterytrace.domain.regions import provinces
+from batterytrace.ledger import ProofError, entry_leaf_hash, open_checkpoint, verify_inclusion
 from batterytrace.services import forecast, reports
+from batterytrace.services import log as logsvc
 from batterytrace.services.monitoring import monitoring_for
 from batterytrace.services.registry import Caller, Registry
 from batterytrace.store import tables as T
 from batterytrace.store.db import read_transaction
+from batterytrace.web.passport import ENTERPRISE_FIELDS, enterprise_names
 
 #: Policy profiles whose recovery thresholds the dashboard compares with.
 RECOVERY_PROFILES = ("CN-2026", "EU-2027", "EU-2031")
@@ -153,14 +157,13 @@ def load_dashboard(registry: Registry, caller: Caller) -> Dashboard:
 def _compute(registry: Registry, size: int) -> Dashboard:
     engine = registry.engine
     now = registry.clock()
-    stats = reports.statistics(engine).rows
     by_province = reports.statistics(engine, group_by=["province"]).rows
     profile = get_profile(registry.settings.monitoring_profile)
     return Dashboard(
         as_of=now,
         log_size=size,
-        headline=_headline(registry, stats),
-        years=_years(stats),
+        headline=_headline(registry, by_province),
+        years=_years(by_province),
         provinces=_provinces(by_province),
         producers=_producers(reports.producers(engine, now).rows),
         recovery=_recovery(reports.recovery(engine, profiles=RECOVERY_PROFILES).rows),
@@ -186,20 +189,26 @@ def _headline(registry: Registry, stats: list[dict[str, Any]]) -> Headline:
 
 
 def _years(stats: list[dict[str, Any]]) -> list[YearRow]:
-    if not stats:
+    """Tonnes a year, summed over the provinces of the statistics report."""
+    metrics = ("registered", "retired", "recycled", "repurposed")
+    acc: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(metrics, 0.0))
+    for r in stats:
+        for m in metrics:
+            acc[int(r["year"])][m] += float(r[f"{m}_tonnes"])
+    if not acc:
         return []
-    by_year = {int(r["year"]): r for r in stats}
     out = []
-    for year in range(min(by_year), max(by_year) + 1):
-        r = by_year.get(year, {})
+    for year in range(min(acc), max(acc) + 1):
+        t = acc[year]
+        previous = acc[year - 1]["registered"] if year - 1 in acc else 0.0
         out.append(
             YearRow(
                 year=year,
-                registered_t=float(r.get("registered_tonnes", 0.0)),
-                retired_t=float(r.get("retired_tonnes", 0.0)),
-                recycled_t=float(r.get("recycled_tonnes", 0.0)),
-                repurposed_t=float(r.get("repurposed_tonnes", 0.0)),
-                registered_change_pct=r.get("registered_tonnes_change_pct"),
+                registered_t=t["registered"],
+                retired_t=t["retired"],
+                recycled_t=t["recycled"],
+                repurposed_t=t["repurposed"],
+                registered_change_pct=reports.change_pct(t["registered"], previous),
             )
         )
     return out
@@ -334,6 +343,7 @@ class ProvenEvent:
 class History:
     battery: dict[str, Any]
     events: list[ProvenEvent]
+    names: dict[str, str]  # enterprise id -> name, for the enterprises named on the page
     checkpoint_size: int
     checkpoint_root: str  # base64
     checkpoint_note: str
@@ -342,11 +352,6 @@ class History:
 def battery_history(registry: Registry, caller: Caller, code: str) -> History:
     """The battery and every event recorded on it, each checked against the latest signed
     checkpoint with an inclusion proof (RFC 9162), as a regulator sees them."""
-    import base64
-
-    from batterytrace.ledger import ProofError, entry_leaf_hash, open_checkpoint, verify_inclusion
-    from batterytrace.services import log as logsvc
-
     battery = registry.get_battery(caller, code)
     events = registry.battery_events(caller, code)["events"]
     note = logsvc.latest_checkpoint(registry.engine) or ""
@@ -360,6 +365,7 @@ def battery_history(registry: Registry, caller: Caller, code: str) -> History:
             proven.append(ProvenEvent(event, None, None, [], False, False))
             continue
         proof = logsvc.prove_inclusion(registry.engine, index, checkpoint.size)
+        # The event as the log holds it (``views.log_event``): the stored row must hash to the leaf.
         logged = {
             k: event[k]
             for k in ("id", "type", "battery", "vin", "time", "recorded_at", "actor", "region", "data")
@@ -383,9 +389,12 @@ def battery_history(registry: Registry, caller: Caller, code: str) -> History:
                 included=included,
             )
         )
+    ids = {str(battery[f]) for f in ENTERPRISE_FIELDS if battery.get(f)}
+    ids |= {str(e["actor"]) for e in events if e.get("actor")}
     return History(
         battery=battery,
         events=proven,
+        names=enterprise_names(registry, ids),
         checkpoint_size=checkpoint.size,
         checkpoint_root=base64.b64encode(checkpoint.root_hash).decode("ascii"),
         checkpoint_note=note,

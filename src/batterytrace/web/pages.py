@@ -23,13 +23,14 @@ from batterytrace.domain.errors import DomainError, ErrorKind
 from batterytrace.domain.permissions import Permission
 from batterytrace.domain.regions import provinces
 from batterytrace.web import charts, dashboard_data, enterprise_view, labels
-from batterytrace.web.passport import ENTERPRISE_FIELDS, enterprise_names, facilities, load_passport
+from batterytrace.web.passport import ENTERPRISE_FIELDS, facilities, load_passport
 from batterytrace.web.render import (
     SECURITY_HEADERS,
     SVG_CONTENT_SECURITY_POLICY,
     Page,
     finish,
     page_for,
+    registry_of,
     render,
 )
 from batterytrace.web.session import CSRF_FIELD, cookie_names, session_secret
@@ -101,7 +102,9 @@ def _gate(page: Page, needed: Permission) -> Response | None:
     return None
 
 
-def _csrf_failed(page: Page, token: str) -> Response | None:
+def _csrf_failed(page: Page, token: str, back: str) -> Response | None:
+    """A response that stops a form whose token does not match the visitor's cookies; ``back``
+    is the page that holds the form."""
     if page.signer.csrf_ok(page.csrf_nonce if not page.new_nonce else None, page.session_cookie, token):
         return None
     return render(
@@ -110,7 +113,7 @@ def _csrf_failed(page: Page, token: str) -> Response | None:
         {
             "heading": page.t("csrf.title"),
             "message": page.t("csrf.message"),
-            "link": (page.request.headers.get("referer") or "/", page.t("csrf.back")),
+            "link": (back, page.t("csrf.back")),
         },
         status=403,
         private=True,
@@ -124,7 +127,7 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
-def _svg(page: Page, body: str, filename: str) -> Response:
+def _svg(body: str, filename: str) -> Response:
     response = Response(body, media_type="image/svg+xml")
     response.headers["Content-Security-Policy"] = SVG_CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -148,15 +151,6 @@ def _not_genuine(page: Page, code: str, error: DomainError) -> Response:
     )
 
 
-def _registered(page: Page, code: str) -> DomainError | None:
-    """None when ``code`` is a registered battery, else the registry's error."""
-    try:
-        page.registry.battery_state(code)
-    except DomainError as exc:
-        return exc
-    return None
-
-
 # --- home and the public passport ------------------------------------------------------------------
 
 
@@ -165,13 +159,15 @@ def home(request: Request) -> Response:
     return render(page_for(request), "home.html")
 
 
+def _typed_code(code: str) -> str:
+    """A code as typed into a form: blanks removed, upper case, ready for a URL path."""
+    return quote("".join(code.split()).upper(), safe="")
+
+
 @router.get("/b", **_page_route(Permission.PUBLIC_READ))
 def lookup(request: Request, code: str = "") -> Response:
-    page = page_for(request)
-    cleaned = "".join(code.split()).upper()
-    if not cleaned:
-        return _redirect(page, "/")
-    return _redirect(page, "/b/" + quote(cleaned, safe=""))
+    cleaned = _typed_code(code)
+    return _redirect(page_for(request), f"/b/{cleaned}" if cleaned else "/")
 
 
 @router.get("/b/{code}", **_page_route(Permission.PUBLIC_READ))
@@ -204,26 +200,20 @@ def passport(
 
 @router.get("/b/{code}/qr.svg", tags=["labels"], openapi_extra=permission(Permission.PUBLIC_READ))
 def qr_code(request: Request, code: str) -> Response:
-    """The QR code of the battery's passport URL (SVG)."""
-    page = page_for(request)
-    error = _registered(page, code)
-    if error is not None:
-        raise error
-    url = labels.passport_url(page.registry.settings.base_url, code)
-    return _svg(page, labels.qr_svg(url), f"{code}-qr.svg")
+    """The QR code of a registered battery's passport URL (SVG)."""
+    registry = registry_of(request)
+    registry.battery_state(code)  # a problem document for a malformed or unregistered code
+    return _svg(labels.qr_svg(labels.passport_url(registry.settings.base_url, code)), f"{code}-qr.svg")
 
 
 @router.get("/b/{code}/label.svg", tags=["labels"], openapi_extra=permission(Permission.PUBLIC_READ))
 def label(request: Request, code: str) -> Response:
-    """A printable 100 mm x 50 mm label: QR code of the passport URL, Code 128 of the code, and
-    the code in writing (SVG)."""
-    page = page_for(request)
-    battery = page.registry.get_battery(None, code)
-    return _svg(
-        page,
-        labels.label_svg(code, page.registry.settings.base_url, lines=_label_lines(battery)),
-        f"{code}.svg",
-    )
+    """A printable 100 mm x 50 mm label for a registered battery: QR code of the passport URL,
+    Code 128 of the code, and the code in writing (SVG)."""
+    registry = registry_of(request)
+    battery = registry.get_battery(None, code)
+    body = labels.label_svg(code, registry.settings.base_url, lines=_label_lines(battery))
+    return _svg(body, f"{code}.svg")
 
 
 def _label_lines(battery: dict[str, Any]) -> list[str]:
@@ -259,7 +249,7 @@ def label_sheet(
     """Pages of labels for the codes given, one per line; a maker may print only codes under the
     manufacturer codes it holds (registered or not yet), a regulator any."""
     page = page_for(request)
-    stop = _gate(page, Permission.EVENT_RECORD) or _csrf_failed(page, csrf_token)
+    stop = _gate(page, Permission.EVENT_RECORD) or _csrf_failed(page, csrf_token, "/labels")
     if stop is not None:
         return stop
     assert page.caller is not None
@@ -319,7 +309,7 @@ def login(
 ) -> Response:
     """Log in with an API key: the session cookie names the key, never holds it."""
     page = page_for(request)
-    stop = _csrf_failed(page, csrf_token)
+    stop = _csrf_failed(page, csrf_token, "/login")
     if stop is not None:
         return stop
     try:
@@ -349,7 +339,7 @@ def login(
 @router.post("/logout", **_page_route(Permission.PUBLIC_READ))
 def logout(request: Request, csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "") -> Response:
     page = page_for(request)
-    stop = _csrf_failed(page, csrf_token)
+    stop = _csrf_failed(page, csrf_token, "/")
     if stop is not None:
         return stop
     session_name, _ = cookie_names(page.secure)
@@ -458,9 +448,8 @@ def _dashboard_charts(page: Page, d: dashboard_data.Dashboard) -> dict[str, Any]
 
 @router.get("/dashboard/battery", **_page_route(Permission.REPORT_READ))
 def dashboard_lookup(request: Request, code: str = "") -> Response:
-    page = page_for(request)
-    cleaned = "".join(code.split()).upper()
-    return _redirect(page, "/dashboard/battery/" + quote(cleaned, safe="") if cleaned else "/dashboard")
+    cleaned = _typed_code(code)
+    return _redirect(page_for(request), f"/dashboard/battery/{cleaned}" if cleaned else "/dashboard")
 
 
 @router.get("/dashboard/battery/{code}", **_page_route(Permission.REPORT_READ))
@@ -477,13 +466,8 @@ def dashboard_battery(request: Request, code: str) -> Response:
         if exc.code in _NOT_FOUND_CODES:
             return _not_genuine(page, code, exc)
         raise
-    ids = {str(history.battery[f]) for f in ENTERPRISE_FIELDS if history.battery.get(f)}
-    ids |= {str(e.event["actor"]) for e in history.events if e.event.get("actor")}
     return render(
-        page,
-        "dashboard_battery.html",
-        {"h": history, "names": enterprise_names(page.registry, ids), "enterprise_fields": ENTERPRISE_FIELDS},
-        private=True,
+        page, "dashboard_battery.html", {"h": history, "enterprise_fields": ENTERPRISE_FIELDS}, private=True
     )
 
 
@@ -497,7 +481,7 @@ def acknowledge(
     """Acknowledge an alert through the monitoring service (which records it in the log), then
     back to the dashboard."""
     page = page_for(request)
-    stop = _gate(page, Permission.ALERT_MANAGE) or _csrf_failed(page, csrf_token)
+    stop = _gate(page, Permission.ALERT_MANAGE) or _csrf_failed(page, csrf_token, "/dashboard#alerts")
     if stop is not None:
         return stop
     assert page.caller is not None
