@@ -116,6 +116,7 @@ def statistics(
     if level not in LEVELS:
         raise DomainError(E.REQUEST_INVALID, f"'level' must be one of {', '.join(LEVELS)}", field="level")
     _check_province(province)
+    _check_filters(year, chemistry=chemistry, producer=producer)
     s = T.stat_rollup
     conds: list[ColumnElement[bool]] = []
     if year is not None:
@@ -175,6 +176,15 @@ def statistics(
     return Report("statistics", columns, rows, {"filters": filters, "group_by": groups})
 
 
+def _check_filters(year: int | None, **texts: str | None) -> None:
+    """Refuse a year out of range and text no database column can hold, naming the field."""
+    if year is not None and not 1990 <= year <= 2100:
+        raise DomainError(E.REQUEST_INVALID, "'year' must be a year from 1990 to 2100", field="year")
+    for name, value in texts.items():
+        if value is not None and (len(value) > 64 or "\x00" in value):
+            raise DomainError(E.REQUEST_INVALID, f"'{name}' is not a valid value", field=name)
+
+
 def _check_province(province: str | None) -> None:
     if province is not None and not (len(province) == 2 and province.isdigit()):
         raise DomainError(E.REQUEST_INVALID, "'province' must be a 2-digit province code", field="province")
@@ -204,6 +214,7 @@ def producers(
             f"'responsibility' must be one of {', '.join(RESPONSIBILITIES)}",
             field="responsibility",
         )
+    _check_filters(year, enterprise=enterprise)
     p = T.producer_rollup
     w = T.alert_watches
     e = T.enterprises
@@ -304,6 +315,7 @@ def recovery(
     """Li, Co, Ni, Mn and Cu recovered against what the recycled batteries contained (their
     declared materials), per recycler and nationally, judged against each policy profile's
     recovery thresholds. One row per recycler (``national`` first) and profile."""
+    _check_filters(year, recycler=recycler)
     chosen = _profiles(profiles)
     r = T.recovery_rollup
     conds: list[ColumnElement[bool]] = []

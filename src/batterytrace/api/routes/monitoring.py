@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,9 @@ class ReasonBody(BaseModel):
 
 
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
+#: Alert ids are 32-bit integers on every database.
+AlertId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the alert's id")]
+Year = Annotated[int | None, Query(ge=1990, le=2100)]
 
 
 # --- alerts ------------------------------------------------------------------------------------
@@ -61,7 +64,9 @@ def list_alerts(
     vin: str | None = None,
     status: Literal["open", "closed", "all"] = "open",
     limit: Annotated[int, Query(ge=1)] = 100,
-    after: Annotated[int | None, Query(description="cursor: the last id of the previous page")] = None,
+    after: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="cursor: the last id of the previous page")
+    ] = None,
     refresh: Annotated[bool, Query(description="re-scan running deadlines first")] = False,
 ) -> dict[str, Any]:
     """Alerts, newest first. A regulator sees every alert; an enterprise the alerts about itself."""
@@ -87,7 +92,7 @@ def rescan_alerts(request: Request, who: CallerDep) -> dict[str, Any]:
 
 
 @router.get("/alerts/{alert_id}", tags=["monitoring"], openapi_extra=_permission(Permission.ALERT_READ))
-def get_alert(request: Request, alert_id: int, who: CallerDep) -> dict[str, Any]:
+def get_alert(request: Request, alert_id: AlertId, who: CallerDep) -> dict[str, Any]:
     return monitoring_for(_registry(request)).get_alert(who, alert_id)
 
 
@@ -95,7 +100,7 @@ def get_alert(request: Request, alert_id: int, who: CallerDep) -> dict[str, Any]
     "/alerts/{alert_id}/acknowledge", tags=["monitoring"], openapi_extra=_permission(Permission.ALERT_MANAGE)
 )
 def acknowledge_alert(
-    request: Request, alert_id: int, who: CallerDep, body: ReasonBody | None = None
+    request: Request, alert_id: AlertId, who: CallerDep, body: ReasonBody | None = None
 ) -> dict[str, Any]:
     """A regulator has seen the alert (kept in the log); it stays open while its condition holds."""
     caller = require(who, Permission.ALERT_MANAGE)
@@ -105,7 +110,7 @@ def acknowledge_alert(
 @router.post(
     "/alerts/{alert_id}/resolve", tags=["monitoring"], openapi_extra=_permission(Permission.ALERT_MANAGE)
 )
-def resolve_alert(request: Request, alert_id: int, who: CallerDep, body: ReasonBody) -> dict[str, Any]:
+def resolve_alert(request: Request, alert_id: AlertId, who: CallerDep, body: ReasonBody) -> dict[str, Any]:
     """A regulator settles the alert with a reason (kept in the log)."""
     caller = require(who, Permission.ALERT_MANAGE)
     return monitoring_for(_registry(request)).resolve(caller, alert_id, body.reason or "")
@@ -118,7 +123,7 @@ def resolve_alert(request: Request, alert_id: int, who: CallerDep, body: ReasonB
 def statistics_report(
     request: Request,
     who: CallerDep,
-    year: int | None = None,
+    year: Year = None,
     province: str | None = None,
     chemistry: str | None = None,
     producer: str | None = None,
@@ -146,7 +151,7 @@ def statistics_report(
 def producers_report(
     request: Request,
     who: CallerDep,
-    year: Annotated[int | None, Query(description="year of retirement")] = None,
+    year: Annotated[int | None, Query(ge=1990, le=2100, description="year of retirement")] = None,
     enterprise: str | None = None,
     responsibility: Literal["producer", "automaker"] | None = None,
     format: Format = "json",
@@ -164,7 +169,7 @@ def recovery_report(
     request: Request,
     who: CallerDep,
     profile: Annotated[list[str] | None, Query(description="policy profile(s); default: all")] = None,
-    year: int | None = None,
+    year: Year = None,
     recycler: str | None = None,
     format: Format = "json",
 ) -> Any:
@@ -178,7 +183,7 @@ def forecast_report(
     request: Request,
     who: CallerDep,
     profile: str = DEFAULT_PROFILE,
-    until: int = forecast.DEFAULT_UNTIL,
+    until: Annotated[int, Query(ge=1990, le=forecast.LAST_YEAR)] = forecast.DEFAULT_UNTIL,
     format: Format = "json",
 ) -> Any:
     """Retirements in tonnes a year from the registered fleet."""
@@ -204,7 +209,7 @@ async def forecast_from_sales(
     request: Request,
     who: CallerDep,
     profile: str = DEFAULT_PROFILE,
-    until: int = forecast.DEFAULT_UNTIL,
+    until: Annotated[int, Query(ge=1990, le=forecast.LAST_YEAR)] = forecast.DEFAULT_UNTIL,
     format: Format = "json",
 ) -> Any:
     """National retirements in tonnes a year projected from a CSV of annual sales."""

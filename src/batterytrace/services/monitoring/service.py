@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from batterytrace.services.registry import Registry
 
 _RESCAN_KEY = "alerts.rescan"
+#: Alert ids are 32-bit integers on every database.
+MAX_ID = 2**31 - 1
 _RESCAN_CHUNK = 2000
 _STATUS_FILTERS = {"open": R.OPEN_STATUSES, "closed": R.CLOSED_STATUSES, "all": None}
 _INSTALLED: weakref.WeakKeyDictionary[Registry, Monitoring] = weakref.WeakKeyDictionary()
@@ -111,6 +113,13 @@ class Monitoring:
         itself (as the responsible party or the counterparty). ``operator`` is the console at the
         database (the CLI), which sees everything."""
         visible_to = None if operator else _viewer(caller)
+        for name, value in (("enterprise", enterprise), ("battery", battery), ("vin", vin)):
+            if value is not None and (len(value) > 64 or "\x00" in value):
+                raise DomainError(E.REQUEST_INVALID, f"'{name}' is not a valid {name}", field=name)
+        if after is not None and not 1 <= after <= MAX_ID:
+            raise DomainError(
+                E.PAGE_INVALID, "'after' must be an alert id from a previous page", field="after"
+            )
         if rule is not None and rule not in R.RULES:
             raise DomainError(E.REQUEST_INVALID, f"'rule' must be one of {', '.join(R.RULES)}", field="rule")
         if status not in _STATUS_FILTERS:
@@ -243,7 +252,7 @@ def _viewer(caller: Caller | None) -> str | None:
 
 def _load(conn: Connection, alert_id: int, visible_to: str | None) -> dict[str, Any]:
     a = T.alerts
-    row = conn.execute(select(a).where(a.c.id == alert_id)).first()
+    row = conn.execute(select(a).where(a.c.id == alert_id)).first() if 1 <= alert_id <= MAX_ID else None
     if row is None or (visible_to is not None and visible_to not in (row.enterprise_id, row.counterparty)):
         raise DomainError(E.NOT_FOUND, f"no alert {alert_id}", field="id")
     return dict(row._mapping)
