@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, desc, select, tuple_
 
 from batterytrace.domain.battery_code import parse_battery_code
-from batterytrace.domain.model import BatteryState, Enterprise, Stage
+from batterytrace.domain.model import BatteryState, Enterprise, Role, Stage
 from batterytrace.domain.policy import METALS, reporting_deadline_wd
 from batterytrace.domain.snapshots import battery_from_dict
 from batterytrace.domain.workdays import CHINA_STANDARD_TIME
@@ -102,6 +102,13 @@ def materials_of(conn: Connection, state: BatteryState) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool):
                 total[k] += float(v)
     return dict(total)
+
+
+def reporting_days(profile: Profile, event_type: str, roles: frozenset[Role]) -> int | None:
+    """Working days to report an event for an enterprise with these roles: the longest deadline
+    among its roles (it may be reporting in any of them); None when no role has one."""
+    allowed = [reporting_deadline_wd(profile, event_type, role.value) for role in roles]
+    return max((n for n in allowed if n is not None), default=None)
 
 
 class Deltas:
@@ -291,6 +298,7 @@ class EventBatch:
         #: code -> the event that brought the waste battery to a licensed facility
         self.arrivals: dict[str, dict[str, Any]] = {}
         self.recycled_rows: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        self.days: dict[tuple[str, frozenset[Role]], int | None] = {}
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -402,8 +410,10 @@ class EventBatch:
         actor = self.ctx.enterprise(row["actor"])
         if actor is None:
             return
-        allowed = [reporting_deadline_wd(self.profile, row["type"], role.value) for role in actor.roles]
-        days = max((n for n in allowed if n is not None), default=None)
+        key = (row["type"], actor.roles)
+        if key not in self.days:
+            self.days[key] = reporting_days(self.profile, row["type"], actor.roles)
+        days = self.days[key]
         if days is None:
             return
         due, basis = R.deadline(row["time_utc"], days)
