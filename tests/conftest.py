@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from batterytrace.api.app import create_app
@@ -20,6 +22,12 @@ from batterytrace.services.factory import build_registry
 from batterytrace.services.registry import Registry
 from batterytrace.settings import Settings
 from tests import factories as f
+
+# Shared machines are noisy: examples are judged on their result, never on their speed.
+hypothesis_settings.register_profile(
+    "batterytrace", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+hypothesis_settings.load_profile("batterytrace")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PG_URL = os.environ.get("BATTERYTRACE_TEST_POSTGRES_URL")
