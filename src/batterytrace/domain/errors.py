@@ -174,6 +174,23 @@ SCHEMA_UNAVAILABLE = _spec(
 )
 IMPORT_UNREADABLE = _spec("import.unreadable", ErrorKind.INVALID, "The record cannot be read")
 
+# --- circularity: grading thresholds and recycled content ---------------------------------
+SOH_BELOW_THRESHOLD = _spec(
+    "lifecycle.soh_below_threshold",
+    ErrorKind.INVALID,
+    "The state of health is below what the policy allows for repurposing",
+)
+NOT_GRADED_FOR_REPURPOSING = _spec(
+    "lifecycle.not_graded_for_repurposing",
+    ErrorKind.CONFLICT,
+    "The battery has not been graded for repurposing",
+)
+RECYCLED_CONTENT_UNBACKED = _spec(
+    "lifecycle.recycled_content_exceeds_recovered",
+    ErrorKind.CONFLICT,
+    "The recycled content declared is more than the recycler has recovered",
+)
+
 
 def catalog() -> dict[str, ErrorSpec]:
     """All known error codes, for documentation and tests."""

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from batterytrace.domain import errors as E
-from batterytrace.domain.codes import parse_battery_code, parse_vin
+from batterytrace.domain.codes import parse_battery_code, parse_uscc, parse_vin
 from batterytrace.domain.errors import DomainError
 from batterytrace.domain.events import require_mapping, require_number, require_str
 from batterytrace.domain.model import (
@@ -27,11 +27,13 @@ from batterytrace.domain.model import (
     EventIn,
     EventType,
     Link,
+    MaterialFlow,
     Role,
     Scope,
     Stage,
     VehicleState,
 )
+from batterytrace.domain.policy import Profile
 from batterytrace.domain.snapshots import (
     battery_from_dict,
     battery_to_dict,
@@ -40,6 +42,10 @@ from batterytrace.domain.snapshots import (
 )
 
 MAX_CHILDREN = 10_000
+#: Most recyclers one battery's recycled content may be drawn from.
+MAX_RECYCLED_SOURCES = 100
+#: Material balances are kept in milligrams, so that adding and drawing them is exact.
+MG_PER_KG = 1_000_000
 E_BIKE_APPLICATIONS = frozenset(
     {"e_bike", "ebike", "electric_bike", "e_bicycle", "electric_bicycle", "电动自行车"}
 )
@@ -70,6 +76,14 @@ class Context(Protocol):
     def manufacturer_owner(self, manufacturer_code: str) -> str | None: ...
     def components(self, code: str) -> list[str]: ...
     def past_event(self, event_id: str) -> PastEvent | None: ...
+    def profile(self) -> Profile:
+        """The policy profile whose thresholds the rules apply."""
+        ...
+
+    def recovered_balance(self, recycler: str, material: str) -> int:
+        """Milligrams of ``material`` (``li``, ``co``, …) that ``recycler`` has recovered and that no
+        battery has yet declared as its recycled content."""
+        ...
 
 
 @dataclass
@@ -84,6 +98,7 @@ class Changes:
     removed_links: list[Link] = field(default_factory=list)
     retracts: str | None = None
     undo: dict[str, Any] = field(default_factory=dict)
+    materials: list[MaterialFlow] = field(default_factory=list)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -214,6 +229,112 @@ def _code_field(value: Any, path: str) -> str:
         raise exc.with_field(path) from None
 
 
+def _mg(kg: float) -> int:
+    return round(kg * MG_PER_KG)
+
+
+def _recycled_content(
+    data: Mapping[str, Any], contained: Mapping[str, float], ctx: Context
+) -> tuple[list[dict[str, Any]], list[MaterialFlow]]:
+    """``data.recycled_content`` of a new battery: per recycler, the kg of each material it
+    recovered that went into this battery. Each material must be declared in ``data.materials``
+    (at least as much as is recycled), and each recycler must have recovered that much and not
+    have it already declared in other batteries (mass balance per recycler and material)."""
+    raw = data.get("recycled_content")
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_RECYCLED_SOURCES:
+        raise DomainError(
+            E.REQUEST_INVALID,
+            f"'data.recycled_content' must be a list of 1 to {MAX_RECYCLED_SOURCES} sources such as "
+            '{"recycler": "<USCC>", "li_kg": 0.5}',
+            field="data.recycled_content",
+        )
+    sources: list[dict[str, Any]] = []
+    totals: dict[str, int] = {}
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"recycled_content[{i}]"
+        path = f"data.{key}"
+        entry = require_mapping(item, path)
+        recycler_raw = entry.get("recycler")
+        if not isinstance(recycler_raw, str):
+            raise DomainError(
+                E.REQUEST_INVALID,
+                f"'{path}.recycler' is required: the USCC of the recycler that recovered the material",
+                field=f"{path}.recycler",
+            )
+        try:
+            recycler = parse_uscc(recycler_raw)
+        except DomainError as exc:
+            raise exc.with_field(f"{path}.recycler") from None
+        if recycler in seen:
+            raise DomainError(
+                E.REQUEST_INVALID,
+                f"'{path}.recycler' repeats {recycler}: give one entry per recycler",
+                field=f"{path}.recycler",
+            )
+        seen.add(recycler)
+        amounts = _materials({key: {k: v for k, v in entry.items() if k != "recycler"}}, key)
+        if not amounts:
+            raise DomainError(
+                E.REQUEST_INVALID,
+                f"'{path}' names no material: give the kg recycled, e.g. li_kg, co_kg, ni_kg",
+                field=path,
+            )
+        for name in amounts:
+            if name not in contained:
+                raise DomainError(
+                    E.REQUEST_INVALID,
+                    f"'{path}.{name}': declare the battery's content of this material in 'data.materials.{name}' "
+                    "too, so that its recycled share can be worked out",
+                    field=f"{path}.{name}",
+                )
+            totals[name] = totals.get(name, 0) + _mg(amounts[name])
+        sources.append({"recycler": recycler, **amounts})
+    for name, total in sorted(totals.items()):
+        if total > _mg(contained[name]):
+            raise DomainError(
+                E.MASS_BALANCE,
+                f"'data.recycled_content' declares {total / MG_PER_KG:g} kg of recycled {name[:-3]}, more than "
+                f"the {contained[name]:g} kg the battery contains ('data.materials.{name}')",
+                field="data.recycled_content",
+            )
+    flows: list[MaterialFlow] = []
+    for i, source in enumerate(sources):
+        recycler = source["recycler"]
+        if ctx.enterprise(recycler) is None:
+            raise DomainError(
+                E.ENTERPRISE_UNKNOWN,
+                f"'data.recycled_content[{i}].recycler': no enterprise {recycler} is registered",
+                field=f"data.recycled_content[{i}].recycler",
+            )
+        for name, kg in sorted(source.items()):
+            if name == "recycler" or _mg(kg) == 0:
+                continue
+            material = name[:-3]
+            left = ctx.recovered_balance(recycler, material)
+            if _mg(kg) > left:
+                raise DomainError(
+                    E.RECYCLED_CONTENT_UNBACKED,
+                    f"'data.recycled_content[{i}].{name}' declares {kg:g} kg of {material} recovered by {recycler}, "
+                    f"but that recycler has recovered only {left / MG_PER_KG:g} kg not yet declared in other "
+                    "batteries; declare no more recycled content than was really recovered",
+                    field=f"data.recycled_content[{i}].{name}",
+                )
+            flows.append(MaterialFlow(recycler=recycler, material=material, declared_mg=_mg(kg)))
+    return sources, flows
+
+
+def _flow_dict(flow: MaterialFlow) -> dict[str, Any]:
+    return {
+        "recycler": flow.recycler,
+        "material": flow.material,
+        "recovered_mg": flow.recovered_mg,
+        "declared_mg": flow.declared_mg,
+    }
+
+
 # --- the rules, one per event type ----------------------------------------------------------
 
 
@@ -262,6 +383,9 @@ def _manufactured(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         value = require_str(data, extra, optional=True)
         if value is not None:
             spec[extra] = value
+    recycled, flows = _recycled_content(data, materials, ctx)
+    if recycled:
+        spec["recycled_content"] = recycled
     state = BatteryState(
         code=code.raw,
         level=code.level,
@@ -277,7 +401,7 @@ def _manufactured(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         mass_kg=mass,
         spec=spec,
     )
-    return Changes(batteries={state.code: state})
+    return Changes(batteries={state.code: state}, materials=flows)
 
 
 def _assembled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
@@ -571,6 +695,15 @@ def _graded(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         raise DomainError(
             E.REQUEST_INVALID, "'data.decision' must be 'repurpose' or 'recycle'", field="data.decision"
         )
+    assert soh is not None
+    profile = ctx.profile()
+    if decision == "repurpose" and soh < profile.repurpose_min_soh:
+        raise DomainError(
+            E.SOH_BELOW_THRESHOLD,
+            f"battery {state.code} tested at {soh:g} % state of health; the {profile.name} policy allows "
+            f"repurposing from {profile.repurpose_min_soh:g} % up, so the decision must be 'recycle'",
+            field="data.decision",
+        )
     return Changes(batteries={state.code: _advance(state, soh_percent=soh, grade=decision)})
 
 
@@ -607,6 +740,13 @@ def _repurposed(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             f"'data.into': manufacturer code '{product_code.manufacturer}' is not held by {actor.id}; "
             "second-life products are coded under the repurposer's own manufacturer code",
             field="data.into",
+        )
+    if state.grade != "repurpose":
+        raise DomainError(
+            E.NOT_GRADED_FOR_REPURPOSING,
+            f"battery {state.code} has not been graded for repurposing; record 'graded' with its state of "
+            "health and the decision 'repurpose' first",
+            field="battery",
         )
     capacity = require_number(ev.data, "capacity_kwh", optional=True, positive=True, maximum=1_000_000)
     existing = ctx.battery(into)
@@ -705,7 +845,12 @@ def _recycled(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             f"'data.recovered' adds up to {sum(recovered.values()):g} kg, more than the {mass:g} kg recycled",
             field="data.recovered",
         )
-    return Changes(batteries={state.code: _advance(state, stage=Stage.RECYCLED)})
+    flows = [
+        MaterialFlow(recycler=actor.id, material=name[:-3], recovered_mg=_mg(kg))
+        for name, kg in sorted(recovered.items())
+        if _mg(kg) > 0
+    ]
+    return Changes(batteries={state.code: _advance(state, stage=Stage.RECYCLED)}, materials=flows)
 
 
 def _reported_missing(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
@@ -819,6 +964,18 @@ def _retracted(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
             changes.deleted_vehicles.append(vin)
         else:
             changes.vehicles[vin] = vehicle_from_dict(before)
+    for item in undo.get("materials", []):
+        flow = MaterialFlow(**item)
+        if ctx.recovered_balance(flow.recycler, flow.material) - flow.recovered_mg + flow.declared_mg < 0:
+            raise DomainError(
+                E.RETRACT_NOT_ALLOWED,
+                f"the {flow.material} that {flow.recycler} recovered in event {target_id} has since been declared "
+                "as recycled content of new batteries; retract those batteries' manufacture first",
+                field="data.event",
+            )
+        changes.materials.append(
+            MaterialFlow(flow.recycler, flow.material, -flow.recovered_mg, -flow.declared_mg)
+        )
     changes.removed_links = [Link(**link) for link in undo.get("links", [])]
     changes.undo = {"restores": True}
     return changes
@@ -878,6 +1035,8 @@ def decide(ev: EventIn, actor: Enterprise, ctx: Context) -> Changes:
         "vehicles": undo_vehicles,
         "links": [{"parent": ln.parent, "child": ln.child, "kind": ln.kind} for ln in changes.links],
     }
+    if changes.materials:
+        changes.undo["materials"] = [_flow_dict(flow) for flow in changes.materials]
     return changes
 
 

@@ -189,3 +189,15 @@ class Link:
     parent: str
     child: str
     kind: str  # "component" (pack ⊃ module ⊃ cell) or "origin" (origin → second-life product)
+
+
+@dataclass(frozen=True)
+class MaterialFlow:
+    """A change to a recycler's balance of one recovered material, in milligrams (exact integers):
+    ``recovered_mg`` added by a ``recycled`` event, ``declared_mg`` drawn by a new battery that
+    declares recycled content from that recycler."""
+
+    recycler: str
+    material: str  # "li", "co", "ni", ... (the material key without "_kg")
+    recovered_mg: int = 0
+    declared_mg: int = 0

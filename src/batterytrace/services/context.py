@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 
 from batterytrace.domain.lifecycle import Changes, PastEvent
 from batterytrace.domain.model import BatteryState, Enterprise, Link, VehicleState
-from batterytrace.store import repo
+from batterytrace.domain.policy import Profile, get_profile
+from batterytrace.store import materials, repo
 
 
 def _keys(values: list[str]) -> list[str]:
@@ -22,8 +23,13 @@ def _keys(values: list[str]) -> list[str]:
 class BatchContext:
     """Implements ``batterytrace.domain.lifecycle.Context`` over one connection."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, profile: Profile | None = None) -> None:
         self.conn = conn
+        self._profile = profile if profile is not None else get_profile()
+        #: recyclers' stored material balances, (recycler, material) → (recovered mg, declared mg)
+        self._balances: dict[tuple[str, str], tuple[int, int]] = {}
+        #: the batch's own changes to them, [recovered mg, declared mg]
+        self._balance_changes: dict[tuple[str, str], list[int]] = {}
         self._batteries: dict[str, BatteryState | None] = {}
         self._in_db: set[str] = set()
         self._vehicles: dict[str, VehicleState | None] = {}
@@ -103,6 +109,17 @@ class BatchContext:
             self._past[event_id] = repo.past_event(self.conn, event_id)
         return self._past[event_id]
 
+    def profile(self) -> Profile:
+        return self._profile
+
+    def recovered_balance(self, recycler: str, material: str) -> int:
+        key = (recycler, material)
+        if key not in self._balances:
+            self._balances[key] = materials.balance(self.conn, recycler, material)
+        recovered, declared = self._balances[key]
+        change = self._balance_changes.get(key, [0, 0])
+        return recovered + change[0] - declared - change[1]
+
     # --- the batch's own changes ----------------------------------------------------------------
 
     def remember_event(self, event: PastEvent) -> None:
@@ -131,6 +148,10 @@ class BatchContext:
                 self._link_adds.discard(link)
             else:
                 self._link_removes.add(link)
+        for flow in changes.materials:
+            change = self._balance_changes.setdefault((flow.recycler, flow.material), [0, 0])
+            change[0] += flow.recovered_mg
+            change[1] += flow.declared_mg
         if changes.retracts is not None:
             self.retractions.append((changes.retracts, event_id))
             past = self._past.get(changes.retracts)
@@ -180,4 +201,8 @@ class BatchContext:
         )
         repo.add_links(self.conn, sorted(self._link_adds, key=lambda ln: (ln.parent, ln.child, ln.kind)))
         repo.insert_retractions(self.conn, self.retractions)
+        materials.add_to_balances(
+            self.conn,
+            {key: (r, d) for key, (r, d) in sorted(self._balance_changes.items()) if r or d},
+        )
         return {"new": len(new), "changed": len(changed), "deleted": len(deleted)}

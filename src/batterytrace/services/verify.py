@@ -32,6 +32,7 @@ from batterytrace.domain.model import (
     Scope,
     VehicleState,
 )
+from batterytrace.domain.policy import Profile, get_profile
 from batterytrace.domain.snapshots import (
     battery_from_dict,
     battery_to_dict,
@@ -132,6 +133,9 @@ class _ReplayContext:
         self.owners: dict[str, str] = {}
         self.links: set[Link] = set()
         self.past: dict[str, PastEvent] = {}
+        self.rules_profile = get_profile()
+        #: recyclers' material balances, (recycler, material) → [recovered mg, declared mg]
+        self.balances: dict[tuple[str, str], list[int]] = {}
 
     def battery(self, code: str) -> BatteryState | None:
         return self.batteries.get(code)
@@ -151,6 +155,13 @@ class _ReplayContext:
     def past_event(self, event_id: str) -> PastEvent | None:
         return self.past.get(event_id)
 
+    def profile(self) -> Profile:
+        return self.rules_profile
+
+    def recovered_balance(self, recycler: str, material: str) -> int:
+        recovered, declared = self.balances.get((recycler, material), [0, 0])
+        return recovered - declared
+
     def apply(self, changes: Changes) -> None:
         self.batteries.update(changes.batteries)
         for code in changes.deleted_batteries:
@@ -160,6 +171,10 @@ class _ReplayContext:
             self.vehicles.pop(vin, None)
         self.links |= set(changes.links)
         self.links -= set(changes.removed_links)
+        for flow in changes.materials:
+            balance = self.balances.setdefault((flow.recycler, flow.material), [0, 0])
+            balance[0] += flow.recovered_mg
+            balance[1] += flow.declared_mg
         if changes.retracts and changes.retracts in self.past:
             p = self.past[changes.retracts]
             self.past[p.id] = PastEvent(p.id, p.type, p.actor, p.battery, p.vin, p.undo, True)
@@ -460,6 +475,25 @@ def _compare_state(conn: Connection, ctx: _ReplayContext, report: Report) -> Non
         report.add(
             "missing", "battery_links", f"{ln.parent}>{ln.child}", f"{ln.kind} link from the log is gone"
         )
+    _compare_balances(conn, ctx, report)
+
+
+def _compare_balances(conn: Connection, ctx: _ReplayContext, report: Report) -> None:
+    """Recyclers' material balances against the recovered and declared amounts in the log."""
+    stored = {
+        (r.recycler, r.material): (int(r.recovered_mg), int(r.declared_mg))
+        for r in conn.execute(select(T.material_balances))
+    }
+    replayed = {key: (rec, dec) for key, (rec, dec) in ctx.balances.items()}
+    for key in sorted(set(stored) | set(replayed)):
+        have, want = stored.get(key, (0, 0)), replayed.get(key, (0, 0))
+        if have != want:
+            report.add(
+                "state",
+                "material_balances",
+                "/".join(key),
+                f"recovered/declared mg: the log gives {want[0]}/{want[1]}, the row has {have[0]}/{have[1]}",
+            )
 
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:

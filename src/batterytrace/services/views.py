@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from batterytrace.domain import circularity
 from batterytrace.domain.access import BATTERY_FIELD_TIERS, EVENT_FIELD_TIERS, Tier, cut
 from batterytrace.domain.codes import parse_battery_code
 from batterytrace.domain.model import BatteryState, Enterprise, Stage
+from batterytrace.domain.policy import get_profile
 
 
 def jsonable(value: Any) -> Any:
@@ -109,7 +111,15 @@ def battery(
         "voltage_v": spec.get("voltage_v"),
         "mass_kg": state.mass_kg,
         "carbon_kgco2e_per_kwh": spec.get("carbon_kgco2e_per_kwh"),
+        "carbon_footprint_kgco2e": circularity.manufacturing_footprint(
+            spec, state.chemistry, state.capacity_kwh, get_profile()
+        )["declared_kgco2e"],
+        "recycled_share": circularity.recycled_shares(spec),
+        "recycled_content_minimums": circularity.minimums_check(
+            spec, state.second_life, get_profile(circularity.RECYCLED_CONTENT_PROFILE)
+        ),
         "materials": spec.get("materials"),
+        "recycled_content": spec.get("recycled_content"),
         "soh_percent": state.soh_percent,
         "grade": state.grade,
         "stage_before_missing": state.stage_before_missing.value if state.stage_before_missing else None,

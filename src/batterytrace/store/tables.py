@@ -348,3 +348,19 @@ recovery_rollup = Table(
     Column("recovered_g", BigInteger, nullable=False),
     Column("unmatched_g", BigInteger, nullable=False),
 )
+
+# --- circularity (migration 0004): recyclers' balances of recovered material ----------------------
+
+#: Per recycler and material (li, co, ni, mn, cu, …): milligrams recovered by its ``recycled``
+#: events and milligrams that new batteries have declared as recycled content drawn from it. The
+#: remaining balance (recovered − declared) bounds any further declaration. Derived from logged
+#: events in the same transaction, and checked by ``verify`` against a replay of the log. Small
+#: (recyclers × materials), so keyed by recycler rather than by battery code.
+material_balances = Table(
+    "material_balances",
+    metadata,
+    Column("recycler", String(18), primary_key=True),
+    Column("material", String(32), primary_key=True),
+    Column("recovered_mg", BigInteger, nullable=False),
+    Column("declared_mg", BigInteger, nullable=False),
+)
