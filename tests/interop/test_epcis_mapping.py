@@ -354,3 +354,21 @@ def test_reading_never_fails_but_with_a_reason(event: dict[str, Any], changes: l
         assert error.message
     for m in mapped:
         assert set(m.event) <= {"id", "type", "battery", "vin", "time", "region", "data"}
+
+
+def test_the_documented_mapping_is_the_one_used() -> None:
+    """docs/interop.md shows the CBV mapping table the code follows, row for row."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "interop.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[1].endswith("Event"):
+            rows[cells[0].strip("`")] = (
+                cells[1],
+                cells[2] or None,
+                cells[3].strip("`"),
+                cells[4].strip("`") or None,
+            )
+    assert rows == {m.registry: (m.epcis_type, m.action, m.biz_step, m.disposition) for m in epcis.MAPPINGS}
