@@ -3,6 +3,7 @@ takes the same request body (the registry's ``EventBody`` model) and answers 201
 nothing else: no authentication, middleware, database or log.
 
     python -m bench.bare --port 8765
+    python -m uvicorn bench.bare:app --port 8765 --workers 3 --log-level warning --no-access-log
 """
 
 from __future__ import annotations
@@ -32,12 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    target = "bench.bare:app" if args.workers > 1 else app
-    uvicorn.run(
-        target, host=args.host, port=args.port, workers=args.workers, log_level="warning", access_log=False
-    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def stage(name: str, params: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
     LOADS.append(os.getloadavg()[0])
     if proc.returncode != 0:
-        raise RuntimeError(f"stage {name} failed (exit {proc.returncode}); see the output above")
+        console.print(f"[red]stage {name} failed[/red] (exit {proc.returncode}); see the output above")
+        return {"error": f"exit {proc.returncode}"}
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
@@ -119,7 +120,7 @@ class Server:
         self.base = f"http://127.0.0.1:{port}"
         self.log = log.open("w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server {' '.join(cmd)} exited early; see {log}")
@@ -283,9 +284,13 @@ def run_api(
             "--workers",
             str(workers),
         ]
-        server = Server(
-            [*serve, "--host", "127.0.0.1", "--port", str(port)], env, port, here / f"serve{suffix}.log"
-        )
+        try:
+            server = Server(
+                [*serve, "--host", "127.0.0.1", "--port", str(port)], env, port, here / f"serve{suffix}.log"
+            )
+        except RuntimeError as exc:
+            console.print(f"[red]{exc}[/red]")
+            continue
         try:
             console.print(f"[bold]{kind}[/bold]: batch API ({label}), {args.api_events:,} events")
             out["batch_api" + suffix] = stage("client", {**traffic, "base": server.base, "mode": "batch"})
@@ -295,8 +300,22 @@ def run_api(
         finally:
             server.stop()
         port = free_port()
-        bare_cmd = [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)]
-        bare = Server(bare_cmd, env, port, here / f"bare{suffix}.log")
+        bare_cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        bare_cmd += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+        try:
+            bare = Server(bare_cmd, env, port, here / f"bare{suffix}.log")
+        except RuntimeError as exc:
+            console.print(f"[red]{exc}[/red]")
+            continue
         try:
             console.print(f"[bold]{kind}[/bold]: bare endpoint ({label}), {args.requests:,} requests")
             out["bare_api" + suffix] = stage("client", {**traffic, "base": bare.base, "mode": "single"})

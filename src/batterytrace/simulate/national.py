@@ -504,6 +504,10 @@ class _Picker:
 # --- one pack's life ------------------------------------------------------------------------------------
 
 Step = tuple[int, str, dict[str, Any]]  # (epoch seconds, recording enterprise id, event)
+#: About how many events a pack brings, without cells, and how many events a time window should
+#: hold on average at most (memory: one window is sorted at a time).
+EVENTS_PER_PACK = 12.5
+WINDOW_EVENTS = 60_000
 
 
 class _EndError(Exception):
@@ -1065,11 +1069,19 @@ class NationalSimulation:
 
     # --- time windows ------------------------------------------------------------------------------
 
+    def window_seconds(self) -> int:
+        expected = self.config.batteries * (EVENTS_PER_PACK + (160 if self.config.cells else 0))
+        days = (self.end_s - self.start_s) / DAY
+        narrow = days * WINDOW_EVENTS / max(expected, 1)
+        return int(max(1.0, min(self.config.window_days, narrow)) * DAY)
+
     def windows(self, workdir: Path | None = None, progress: Progress | None = None) -> Iterator[Window]:
         """The events in time windows, each as rounds of one-enterprise batches (see the module
         docstring). Every pack is made first (spilled to ``workdir`` beyond ``spill_bytes``), then
-        the windows follow in time order. Memory is bounded by ``spill_bytes`` plus one window."""
-        width = int(self.config.window_days * DAY)
+        the windows follow in time order. Memory is bounded by ``spill_bytes`` plus one window;
+        for very large sets the windows narrow (down to a day) to hold about ``WINDOW_EVENTS``
+        events each on average."""
+        width = self.window_seconds()
         origin = self.start_s - 400 * DAY
         spill = _Spill(workdir, self.config.spill_bytes)
         total = self.config.batteries
