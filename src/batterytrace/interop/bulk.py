@@ -36,6 +36,7 @@ CSV_COLUMNS = ("id", "type", "battery", "vin", "time", "region", "actor", "data"
 #: Fields written on export that an import ignores (the registry sets them).
 READ_ONLY = frozenset({"recorded_at", "log_index", "province", "retracted"})
 MAX_EVENT_CHARS = 16 * 1024 * 1024
+TOO_DEEP = "the JSON is nested too deeply to read"
 
 
 def detect_format(name: str) -> str | None:
@@ -119,6 +120,9 @@ def read_jsonl(fp: BinaryIO, *, offset: int = 0, line: int = 0) -> Iterator[Reco
                 number, position, text, error=unreadable(f"not valid JSON: {exc.msg} at column {exc.colno}")
             )
             continue
+        except RecursionError:
+            yield Record(number, position, text, error=unreadable(TOO_DEEP))
+            continue
         try:
             event, actor = prepare(obj)
         except DomainError as exc:
@@ -165,7 +169,10 @@ def csv_header(fp: BinaryIO) -> tuple[list[str], int]:
     """The CSV file's columns (read from its first line, where ``fp`` must be) and the byte offset
     after them. Raises ``import.unreadable`` for an unknown or missing column."""
     lines = _Lines(fp, 0, 0)
-    row = next(csv.reader(lines), None)
+    try:
+        row = next(csv.reader(lines), None)
+    except csv.Error as exc:
+        raise unreadable(f"the CSV file's first line cannot be read: {exc}") from None
     if row is None:
         raise unreadable("the CSV file is empty: its first line must name the columns")
     columns = [c.strip().removeprefix("\ufeff") for c in row]
@@ -182,13 +189,17 @@ def csv_header(fp: BinaryIO) -> tuple[list[str], int]:
 
 def read_csv(fp: BinaryIO, *, offset: int = 0, line: int = 0) -> Iterator[Record]:
     """Records of a CSV file with a header line (columns of ``CSV_COLUMNS``; ``data`` is a JSON
-    object), from byte ``offset`` (after the header when 0)."""
+    object), from byte ``offset`` (after the header when 0). Resuming at an offset, the line
+    numbers are counted from the file itself (``line`` is not needed)."""
     if offset:
         fp.seek(0)
     columns, body_start = csv_header(fp)
     if offset < body_start:
         offset, line = body_start, 1
     else:
+        # a quoted cell may span lines, so the line a resumed reader is on is counted, not taken
+        # from the record the offset follows
+        line = _lines_before(fp, offset)
         fp.seek(offset)
     lines = _Lines(fp, offset, line)
     reader = csv.reader(lines)
@@ -220,6 +231,18 @@ def read_csv(fp: BinaryIO, *, offset: int = 0, line: int = 0) -> Iterator[Record
         yield Record(start, lines.offset, text, event=event, actor=actor)
 
 
+def _lines_before(fp: BinaryIO, offset: int) -> int:
+    fp.seek(0)
+    count, left = 0, offset
+    while left > 0:
+        chunk = fp.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count
+
+
 def _csv_text(row: Sequence[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(row)
@@ -236,6 +259,8 @@ def _csv_object(cells: Mapping[str, str]) -> dict[str, Any]:
                 data = json.loads(cell)
             except json.JSONDecodeError as exc:
                 raise unreadable(f"the 'data' cell is not valid JSON: {exc.msg}", "data") from None
+            except RecursionError:
+                raise unreadable(f"the 'data' cell: {TOO_DEEP}", "data") from None
             if not isinstance(data, dict):
                 raise unreadable("the 'data' cell must hold a JSON object", "data")
             obj["data"] = data
@@ -302,15 +327,13 @@ class _JsonStream:
             self.buf = self.buf[self.pos :]
             self._line_pos -= self.pos
             self.pos = 0
-        if not chunk:
-            self.eof = True
-            self.buf += self.decoder.decode(b"", final=True)
-            return False
+        self.eof = not chunk
         try:
-            self.buf += self.decoder.decode(chunk)
+            # at the end, a character cut short is an error too
+            self.buf += self.decoder.decode(chunk, final=self.eof)
         except UnicodeDecodeError:
             raise EpcisSyntaxError("the document is not UTF-8 text", self.line_at_pos()) from None
-        return True
+        return not self.eof
 
     def line_at_pos(self) -> int:
         self._line += self.buf.count("\n", self._line_pos, self.pos)
@@ -338,6 +361,8 @@ class _JsonStream:
         while True:
             try:
                 val, end = _DECODER.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                raise EpcisSyntaxError(TOO_DEEP, self.line_at_pos()) from None
             except json.JSONDecodeError as exc:
                 if len(self.buf) - self.pos > MAX_EVENT_CHARS:
                     raise EpcisSyntaxError(f"not valid JSON: {exc.msg}", self.line_at_pos()) from None
