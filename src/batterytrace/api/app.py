@@ -86,6 +86,32 @@ class KeyBody(BaseModel):
     expires_at: str | None = None
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as every error is answered (``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="a page of this registry that explains the code: /problems/{code}")
+    title: str
+    status: int
+    detail: str = Field(description="what went wrong and what to do")
+    code: str = Field(description="stable dotted error code, e.g. lifecycle.not_holder")
+    field: str | None = Field(default=None, description="the input at fault, e.g. data.capacity_kwh")
+    position: int | None = Field(default=None, description="1-based position inside an identifier")
+    instance: str | None = None
+    request_id: str | None = None
+
+
+#: Every route answers its errors as problem documents: declared once for the whole document.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    kind: {
+        "model": Problem,
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for kind, description in (("4XX", "refused: a problem document"), ("5XX", "failed: a problem document"))
+}
+
+
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -159,7 +185,7 @@ def create_app(registry: Registry) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
 
-    v1 = APIRouter(prefix=API)
+    v1 = APIRouter(prefix=API, responses=PROBLEM_RESPONSES)
 
     # --- enterprises ------------------------------------------------------------------------
     @v1.post(
@@ -359,7 +385,7 @@ def create_app(registry: Registry) -> FastAPI:
 
     app.include_router(v1)
     for router in extra_routers():
-        app.include_router(router)
+        app.include_router(router, responses=PROBLEM_RESPONSES)
 
     @app.get("/problems/{code}", tags=["meta"], openapi_extra=permission(Permission.PUBLIC_READ))
     def problem_page(code: str) -> JSONResponse:

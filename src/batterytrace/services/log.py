@@ -159,9 +159,15 @@ def latest_checkpoint(engine: Engine) -> str | None:
 
 def entry(engine: Engine, index: int) -> dict[str, Any]:
     with read_transaction(engine) as conn:
-        row = conn.execute(select(T.log_entries).where(T.log_entries.c.idx == index)).first()
         size = Log.size(conn)
-    if row is None or index < 0:
+        # an index beyond the log is refused before the query: the database cannot bind every int
+        in_range = 0 <= index < size
+        row = (
+            conn.execute(select(T.log_entries).where(T.log_entries.c.idx == index)).first()
+            if in_range
+            else None
+        )
+    if row is None:
         raise DomainError(
             E.LOG_INDEX, f"no log entry {index}: the log holds entries 0 to {size - 1}", field="index"
         )
@@ -170,7 +176,9 @@ def entry(engine: Engine, index: int) -> dict[str, Any]:
 
 def entry_text(engine: Engine, index: int) -> str:
     with read_transaction(engine) as conn:
-        row = conn.execute(select(T.log_entries.c.entry).where(T.log_entries.c.idx == index)).first()
+        in_range = 0 <= index < Log.size(conn)
+        stmt = select(T.log_entries.c.entry).where(T.log_entries.c.idx == index)
+        row = conn.execute(stmt).first() if in_range else None
     if row is None:
         raise DomainError(E.LOG_INDEX, f"no log entry {index}", field="index")
     return str(row.entry)
