@@ -280,6 +280,10 @@ def test_shipment_overdue_fires_after_ten_working_days_across_the_spring_festiva
     assert alert["province"] == "31"
     assert alert["status"] == "open"
     assert alert["title"] == "Shipment not received in time"
+    assert alert["detail"] == (
+        f"battery {code} was shipped by {life.cast.maker.id} to {life.cast.automaker.id} and not received "
+        "within 10 working days"
+    )
     assert [e["type"] for e in alert["evidence"]] == ["shipped"]
 
 
@@ -320,7 +324,13 @@ def test_a_shipment_recorded_after_its_deadline_raises_at_once(life: Life) -> No
         when=at(2026, 3, 3),
         recorded=at(2026, 4, 30),
     )
-    assert only(life.alerts("shipment_overdue", battery=code))["status"] == "open"
+    alert = only(life.alerts("shipment_overdue", battery=code))
+    assert alert["status"] == "open"
+    # raised on the write path: the same text as a re-scan writes in SQL
+    assert alert["detail"] == (
+        f"battery {code} was shipped by {life.cast.maker.id} to {life.cast.automaker.id} and not received "
+        "within 10 working days"
+    )
 
 
 # --- retired battery not with a licensed facility in time (collection_deadline_wd = 30) -------------
@@ -339,6 +349,9 @@ def test_collection_overdue_fires_thirty_working_days_after_retirement_over_nati
     assert cst(alert["since"]) == at(2026, 9, 30, 15)
     assert alert["enterprise"] == life.cast.automaker.id
     assert [e["type"] for e in alert["evidence"]] == ["retired"]
+    assert alert["detail"].endswith(
+        f"within 30 working days of its retirement; it is held by {life.cast.automaker.id}"
+    )
 
 
 def test_retirement_at_a_licensed_outlet_or_collection_in_time_raises_nothing(life: Life) -> None:
@@ -436,6 +449,10 @@ def test_scrapped_vehicle_battery_fires_when_the_battery_stays_in_the_vehicle(li
     alert = only(life.alerts("scrapped_vehicle_battery", battery=code))
     assert alert["vin"] == vin
     assert alert["enterprise"] == life.cast.dismantler.id
+    assert alert["detail"] == (
+        f"vehicle {vin} was scrapped and its battery {code} was not removed and collected by a licensed "
+        "facility within 15 working days"
+    )
     assert cst(alert["deadline"]) == end_of(2026, 10, 27)
 
 

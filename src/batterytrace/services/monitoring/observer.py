@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from string import Formatter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, desc, select, tuple_
+from sqlalchemy import Connection, String, and_, case, cast, desc, func, literal, select, tuple_
 
 from batterytrace.domain.battery_code import parse_battery_code
 from batterytrace.domain.model import BatteryState, Enterprise, Role, Stage
@@ -785,37 +786,47 @@ def recovery_figures(
     return out
 
 
-def watch_alert(w: dict[str, Any], profile: Profile) -> NewAlert:
-    """The alert a watch raises when its deadline passes."""
-    rule = w["rule"]
-    code = w["battery"]
-    due = R.cst_day(w["deadline"]).isoformat()
-    since = R.cst_day(w["since"]).isoformat()
+#: The detail of an alert raised by a watch, by rule: fields of the watch in braces, ``{days}``
+#: the rule's working days. The same text is written by :func:`watch_alert` and, in SQL, by the
+#: re-scan (:func:`watch_detail_sql`); the dates are the alert's ``since`` and ``deadline``.
+WATCH_DETAILS = {
+    R.SHIPMENT_OVERDUE: (
+        "battery {battery} was shipped by {enterprise_id} to {counterparty} and not received within "
+        "{days} working days"
+    ),
+    R.COLLECTION_OVERDUE: (
+        "retired battery {battery} is not with a licensed facility within {days} working days of its "
+        "retirement; it is held by {enterprise_id}"
+    ),
+    R.SCRAPPED_VEHICLE_BATTERY: (
+        "vehicle {vin} was scrapped and its battery {battery} was not removed and collected by a licensed "
+        "facility within {days} working days"
+    ),
+}
+
+
+def watch_days(rule: str, profile: Profile) -> int:
     if rule == R.SHIPMENT_OVERDUE:
-        days = profile.transfer_deadline_wd
-        detail = (
-            f"battery {code} was shipped by {w['enterprise_id']} to {w['counterparty']} on {since} and not "
-            f"received by the end of {due} ({days} working days)"
-        )
-    elif rule == R.COLLECTION_OVERDUE:
-        days = profile.collection_deadline_wd
-        detail = (
-            f"battery {code} retired on {since} is not with a licensed facility by the end of {due} "
-            f"({days} working days); it is held by {w['enterprise_id']}"
-        )
-    else:
-        days = profile.scrapped_vehicle_deadline_wd
-        detail = (
-            f"vehicle {w['vin']} was scrapped on {since}; its battery {code} was not removed and collected by a "
-            f"licensed facility by the end of {due} ({days} working days)"
-        )
+        return profile.transfer_deadline_wd
+    if rule == R.COLLECTION_OVERDUE:
+        return profile.collection_deadline_wd
+    return profile.scrapped_vehicle_deadline_wd
+
+
+def watch_alert(w: dict[str, Any], profile: Profile) -> NewAlert:
+    """The alert a watch raises when its deadline passes (on the write path)."""
+    rule = w["rule"]
+    values = {
+        k: ("?" if w.get(k) is None else w[k]) for k in ("battery", "vin", "enterprise_id", "counterparty")
+    }
+    detail = WATCH_DETAILS[rule].format(days=watch_days(rule, profile), **values)
     return NewAlert(
         rule=rule,
         key=w["condition_key"],
         since=w["since"],
         deadline=w["deadline"],
         deadline_basis=w["deadline_basis"],
-        battery=code,
+        battery=w["battery"],
         vin=w["vin"],
         enterprise_id=w["enterprise_id"],
         counterparty=w["counterparty"],
@@ -823,6 +834,26 @@ def watch_alert(w: dict[str, Any], profile: Profile) -> NewAlert:
         detail=detail,
         evidence=list(w["evidence"]),
     )
+
+
+def watch_detail_sql(profile: Profile) -> Any:
+    """The same details as :func:`watch_alert`, as one SQL expression over ``alert_watches``."""
+    w = T.alert_watches
+    whens = []
+    for rule, template in WATCH_DETAILS.items():
+        expr: Any = None
+        for text, field, _, _ in Formatter().parse(template):
+            parts: list[Any] = []
+            if text:
+                parts.append(cast(literal(text), String))
+            if field == "days":
+                parts.append(cast(literal(str(watch_days(rule, profile))), String))
+            elif field:
+                parts.append(func.coalesce(w.c[field], "?"))
+            for part in parts:
+                expr = part if expr is None else expr + part
+        whens.append((w.c.rule == rule, expr))
+    return case(*whens, else_=cast(literal(""), String))
 
 
 def cleared_reason(w: dict[str, Any], st: BatteryState | None) -> str:

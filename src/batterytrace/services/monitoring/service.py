@@ -6,7 +6,21 @@ import weakref
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError
@@ -14,10 +28,11 @@ from batterytrace.domain.permissions import Permission
 from batterytrace.domain.policy import Profile, get_profile
 from batterytrace.services.monitoring import observer, refusals
 from batterytrace.services.monitoring import rules as R
-from batterytrace.services.monitoring.store import alert_json, open_alerts, update_watches
+from batterytrace.services.monitoring.store import alert_json
 from batterytrace.services.registry import Caller, require
 from batterytrace.store import tables as T
 from batterytrace.store.db import read_transaction, write_transaction
+from batterytrace.store.tables import UTCDateTime
 
 if TYPE_CHECKING:
     from batterytrace.services.context import BatchContext
@@ -26,7 +41,6 @@ if TYPE_CHECKING:
 _RESCAN_KEY = "alerts.rescan"
 #: Alert ids are 32-bit integers on every database.
 MAX_ID = 2**31 - 1
-_RESCAN_CHUNK = 2000
 _STATUS_FILTERS = {"open": R.OPEN_STATUSES, "closed": R.CLOSED_STATUSES, "all": None}
 _INSTALLED: weakref.WeakKeyDictionary[Registry, Monitoring] = weakref.WeakKeyDictionary()
 
@@ -55,28 +69,48 @@ class Monitoring:
         clock by default). Conditions that cleared were closed as their events arrived."""
         now = now or self.registry.clock()
         w = T.alert_watches
-        raised = 0
-        overdue = 0
+        a = T.alerts
+        overdue_now = and_(w.c.alerted == false(), w.c.deadline < now)
+        stamp = literal(now, UTCDateTime())
+        raise_them = insert(a).from_select(
+            [
+                "rule",
+                "status",
+                "condition_key",
+                "battery",
+                "vin",
+                "enterprise_id",
+                "counterparty",
+                "province",
+                "since",
+                "deadline",
+                "deadline_basis",
+                "detail",
+                "evidence",
+                "opened_at",
+                "updated_at",
+            ],
+            select(
+                w.c.rule,
+                cast(literal(R.OPEN), String),
+                w.c.condition_key,
+                w.c.battery,
+                w.c.vin,
+                w.c.enterprise_id,
+                w.c.counterparty,
+                w.c.province,
+                w.c.since,
+                w.c.deadline,
+                w.c.deadline_basis,
+                observer.watch_detail_sql(self.profile),
+                w.c.evidence,
+                stamp,
+                stamp,
+            ).where(and_(overdue_now, ~exists().where(a.c.condition_key == w.c.condition_key))),
+        )
         with write_transaction(self.registry.engine) as conn:
-            while True:
-                batch = [
-                    dict(r._mapping)
-                    for r in conn.execute(
-                        select(w)
-                        .where(and_(w.c.alerted == false(), w.c.deadline < now))
-                        .order_by(w.c.deadline)
-                        .limit(_RESCAN_CHUNK)
-                    )
-                ]
-                if not batch:
-                    break
-                overdue += len(batch)
-                raised += open_alerts(conn, [observer.watch_alert(x, self.profile) for x in batch], now)
-                for x in batch:
-                    x["alerted"] = True
-                update_watches(conn, batch, ("alerted",))
-                if len(batch) < _RESCAN_CHUNK:
-                    break
+            raised = conn.execute(raise_them).rowcount
+            overdue = conn.execute(update(w).where(overdue_now).values(alerted=True)).rowcount
             running = int(conn.execute(select(func.count()).select_from(w)).scalar_one())
             _set_state(conn, _RESCAN_KEY, now)
         return {"at": now.isoformat(), "overdue": overdue, "raised": raised, "running_deadlines": running}

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, selec
 
 from batterytrace.services import views
 from batterytrace.services.monitoring.rules import CLOSED, OPEN, OPEN_STATUSES, RULES
+from batterytrace.store import bulk
 from batterytrace.store import tables as T
 from batterytrace.store.repo import chunks
 
@@ -138,7 +139,7 @@ def open_alerts(conn: Connection, alerts: Sequence[NewAlert], now: datetime) -> 
         elif a.merge == "refresh":
             changed.append({"a_id": found.id, "evidence": a.evidence[-MAX_EVIDENCE:], "detail": a.detail})
     if new_rows:
-        conn.execute(insert(a_t), new_rows)
+        bulk.insert_rows(conn, a_t, new_rows)
     if changed:
         for row in changed:
             row["updated_at"] = now
@@ -337,8 +338,7 @@ def delete_watches(conn: Connection, keys: Sequence[tuple[str, str]]) -> None:
 
 
 def insert_watches(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(T.alert_watches), list(rows))
+    bulk.insert_rows(conn, T.alert_watches, rows)
 
 
 def update_watches(conn: Connection, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
