@@ -62,6 +62,17 @@ def lineage(story: Story, code: str, actor: Actor | None = None) -> dict[str, An
     return body
 
 
+def eu_passport(client: Any, code: str) -> dict[str, Any]:
+    """The public EU battery passport (Battery Pass data model 1.2) of ``code``."""
+    body = public(client, battery_path(code) + "/passport")
+    assert body["batteryCode"] == code
+    return body
+
+
+def linked(items: list[dict[str, Any]]) -> set[str]:
+    return {item["batteryCode"] for item in items}
+
+
 def codes(nodes: list[dict[str, Any]]) -> dict[str, int]:
     return {n["code"]: n["depth"] for n in nodes}
 
@@ -72,6 +83,7 @@ def edges(body: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 def test_second_life_story(story: Story, cast: Cast, registry: Any) -> None:
     client = cast.regulator.client
+
     maker, automaker, outlet, repurposer, recycler = (
         cast.maker,
         cast.automaker,
@@ -112,6 +124,7 @@ def test_second_life_story(story: Story, cast: Cast, registry: Any) -> None:
     assert passport["recycled_share"] is None  # no recycled content declared
     assert passport["recycled_content_minimums"]["profile"] == "EU-2031"
     assert passport["recycled_content_minimums"]["meets"] is False
+    assert eu_passport(client, p1)["status"] == "active"
 
     # --- installed, maintained, removed, retired ----------------------------------------------------
     for pack in (p1, p2):
@@ -206,6 +219,12 @@ def test_second_life_story(story: Story, cast: Cast, registry: Any) -> None:
     for origin in (a1, a2, b1):
         got = public(client, battery_path(origin))
         assert (got["stage"], got["products"]) == ("repurposed", [product])
+        # the origin's passport is superseded by the product's, which links back to it
+        old = eu_passport(client, origin)
+        assert (old["status"], linked(old["successors"])) == ("superseded", {product})
+    second_life = eu_passport(client, product)
+    assert second_life["status"] == "active"
+    assert linked(second_life["predecessors"]) == {a1, a2, b1}
     seen = lineage(story, product)
     assert codes(seen["ancestors"]) == {a1: 1, a2: 1, b1: 1, p1: 2, p2: 2}
     assert seen["descendants"] == []
@@ -254,6 +273,7 @@ def test_second_life_story(story: Story, cast: Cast, registry: Any) -> None:
     story.move(b2, repurposer, recycler)
     story.do(recycler, "recycled", b2, {"mass_kg": 100.0, "recovered": FROM_MODULE})
     assert public(client, battery_path(product))["stage"] == "recycled"
+    assert eu_passport(client, product)["status"] == "ceased"  # Art. 77(8): recycling ends the passport
     seen = lineage(story, product)
     recycling = seen["battery"]["recycling"]
     assert recycling["province"] == "31"
@@ -310,6 +330,7 @@ def test_second_life_story(story: Story, cast: Cast, registry: Any) -> None:
     assert check["metals"]["co"]["meets"] is True
     assert "recycled_content" not in passport  # the recyclers it came from: legitimate interest
     assert cast.recycler.get(battery_path(new)).json()["recycled_content"] == content
+    assert eu_passport(client, new)["status"] == "active"
     seen = lineage(story, new)
     assert (seen["ancestors"], seen["descendants"]) == ([], [])
     assert seen["battery"]["recycled_share"]["li"] == 0.1
