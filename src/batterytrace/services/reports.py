@@ -244,12 +244,16 @@ def producers(
     with read_transaction(engine) as conn:
         for r in conn.execute(stmt):
             figures[(r[0], r[1])][:4] = [int(v or 0) for v in r[2:]]
-        for column, resp in ((w.c.producer, "producer"), (w.c.installer, "automaker")):
-            overdue_q = (
-                select(column, func.count()).where(and_(*wconds, column.is_not(None))).group_by(column)
-            )
-            for who, n in conn.execute(overdue_q):
-                figures[(who, resp)][4] += int(n)
+        overdue_q = (
+            select(w.c.producer, w.c.installer, func.count())
+            .where(and_(*wconds))
+            .group_by(w.c.producer, w.c.installer)
+        )
+        for producer, installer, n in conn.execute(overdue_q):  # one pass over the overdue deadlines
+            if producer is not None:
+                figures[(producer, "producer")][4] += int(n)
+            if installer is not None:
+                figures[(installer, "automaker")][4] += int(n)
         rows_e = list(conn.execute(select(e.c.id, e.c.name, e.c.roles, e.c.region, e.c.network_of)))
     names = {ent.id: ent.name for ent in rows_e}
     for ent in rows_e:
