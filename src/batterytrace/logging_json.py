@@ -127,6 +127,8 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> logg
         for old in list(server_logger.handlers):
             server_logger.removeHandler(old)
         server_logger.propagate = name != "uvicorn.access"
+        server_logger.disabled = False
+        server_logger.setLevel(logging.NOTSET)  # the root's level decides, whatever a server set before
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     return handler

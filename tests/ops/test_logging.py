@@ -225,6 +225,7 @@ def saved_logging() -> Iterator[None]:
 
 def test_configure_logging_sends_server_and_registry_records_as_json(saved_logging):
     buf = io.StringIO()
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # as an earlier in-process server may leave it
     configure_logging("INFO", stream=buf)
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 1)
     logging.getLogger("uvicorn.access").info("127.0.0.1 GET /x 200")  # the registry logs requests itself
