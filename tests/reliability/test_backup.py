@@ -27,6 +27,7 @@ class Writer:
 
     url: str
     key: str
+    limit: int = 60  # batches at most, however slow the backup
     sent: list[tuple[list[str], float, float | None]] = field(default_factory=list)  # ids, sent at, acked at
     stop: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
@@ -35,7 +36,7 @@ class Writer:
         api = s.Api(self.url, self.key)
         try:
             n = 0
-            while not self.stop.is_set():
+            while not self.stop.is_set() and n < self.limit:
                 batch = s.manufactured_batch(BATCH, minutes=n)
                 n += 1
                 entry: tuple[list[str], float, float | None] = (
@@ -88,6 +89,10 @@ def test_backup_while_writing_and_restore_into_another_database(
         writer.stop.set()
         thread.join(timeout=120)
     assert writer.error is None, writer.error
+    during = [
+        sent for _, sent, acked in writer.sent if began < sent < ended or (acked and began < acked < ended)
+    ]
+    assert during, "no batch was written while the backup ran"
     manifest = json.loads((backup.parent / (backup.name + ".manifest.json")).read_text())
     assert manifest["kind"] == db_kind
     assert manifest["log_size"] > 0
@@ -103,8 +108,7 @@ def test_backup_while_writing_and_restore_into_another_database(
         target_env = {**env, "BATTERYTRACE_DATABASE_URL": target_url}
         restored = s.run(["restore", str(backup)], target_env, workdir)
         assert restored.returncode == 0, restored.stdout + restored.stderr
-        assert "everything checks" in restored.stdout
-        assert s.verify(target_env, workdir).returncode == 0
+        assert "everything checks" in restored.stdout  # restore ran verify on the copy
         engine = s.engine_for(target_url)
         try:
             counts = s.counts(engine)
@@ -130,7 +134,7 @@ def test_backup_while_writing_and_restore_into_another_database(
         assert "--force" in refused.stderr
         assert s.counts(s.engine_for(env["BATTERYTRACE_DATABASE_URL"])) == before
         # ... and the restored one can be restored over with it
-        forced = s.run(["restore", "--force", str(backup)], target_env, workdir)
+        forced = s.run(["restore", "--force", "--no-verify", str(backup)], target_env, workdir)
         assert forced.returncode == 0, forced.stdout + forced.stderr
 
 
@@ -162,16 +166,15 @@ def test_restore_checks_the_backup_before_and_after(
         junk.write_bytes(b"not a database" * 100)
         r = s.run(["restore", "--force", str(junk)], target_env, workdir)
         assert r.returncode == 1
-        assert s.run(["restore", "--force", str(backup)], target_env, workdir).returncode == 0
-        engine = s.engine_for(target_url)
-        try:
-            with engine.connect():
-                assert s.counts(engine)["events"] == 20
-        finally:
-            engine.dispose()
-        # without the signing key file the restore still verifies, and warns
+        # without the signing key file a restore still verifies (with the keys the log lists), and warns
         keyless = {**target_env, "BATTERYTRACE_SIGNING_KEY": str(workdir / "missing.key")}
         r = s.run(["restore", "--force", str(backup)], keyless, workdir)
         assert r.returncode == 0, r.stdout + r.stderr
+        assert "everything checks" in r.stdout
         assert "no signing key" in r.stderr
         assert not (workdir / "missing.key").exists()
+        engine = s.engine_for(target_url)
+        try:
+            assert s.counts(engine)["events"] == 20
+        finally:
+            engine.dispose()

@@ -26,7 +26,7 @@ from tests.reliability import support as s
 
 WORKERS = 3
 RACERS = 6
-ROUNDS = 3
+ROUNDS = 2
 
 
 @dataclass
@@ -85,8 +85,11 @@ def one_wins(answers: list[httpx.Response], *losers: tuple[int, str]) -> httpx.R
     return next(r for r in answers if r.status_code == 201)
 
 
-@pytest.fixture
-def scene(database_url: str, workdir: Path) -> Iterator[Scene]:
+@pytest.fixture(scope="module")
+def shared_scene(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    """One server with several workers, and its enterprises, for the tests of this module."""
+    workdir = tmp_path_factory.mktemp("concurrency")
+    database_url = module_database_url
     env = s.env_for(workdir, database_url)
     _, regulator_key = s.bootstrap(env, workdir)
     server = s.Server(workdir, env, workers=WORKERS).start()
@@ -104,6 +107,12 @@ def scene(database_url: str, workdir: Path) -> Iterator[Scene]:
         yield Scene(server, env, workdir, database_url, keys, ids, [])
     finally:
         server.stop()
+
+
+@pytest.fixture
+def scene(shared_scene: Scene) -> Scene:
+    shared_scene.answers = []
+    return shared_scene
 
 
 def test_racing_writers_one_wins_and_the_log_stays_whole(scene: Scene) -> None:
@@ -176,8 +185,8 @@ def test_racing_writers_one_wins_and_the_log_stays_whole(scene: Scene) -> None:
 
 
 def test_many_batches_append_to_the_log_at_once(scene: Scene) -> None:
-    per_batch = 150
-    batches = [s.manufactured_batch(per_batch, minutes=i) for i in range(RACERS * 2)]
+    per_batch = 100
+    batches = [s.manufactured_batch(per_batch, minutes=i) for i in range(RACERS + 2)]
     engine = s.engine_for(scene.database_url)
     try:
         before = s.counts(engine)

@@ -22,7 +22,7 @@ from batterytrace.settings import Settings
 from tests import factories as f
 from tests.reliability import support as s
 
-BATCH = 200
+BATCH = 150
 KILLS = 2
 WAIT = 120.0
 
@@ -84,7 +84,7 @@ def test_kill_9_during_batch_writes(database_url: str, workdir: Path) -> None:
         regulator = s.Api(server.url, regulator_key)
         _, maker_key = s.make_enterprise(regulator, ["battery_maker"], codes=["0AB"])
         regulator.close()
-        batches = [s.manufactured_batch(BATCH, minutes=i) for i in range(16)]
+        batches = [s.manufactured_batch(BATCH, minutes=i) for i in range(12)]
         acked: set[int] = set()
         caught_in_transaction = 0
         for _ in range(KILLS):
@@ -154,8 +154,8 @@ def enterprise_key(env: dict[str, str], regulator_key: str) -> str:
         registry.engine.dispose()
 
 
-IMPORT_BATCH = 200
-IMPORT_EVENTS = 4000
+IMPORT_BATCH = 150
+IMPORT_EVENTS = 2400
 
 
 def test_kill_9_during_an_import_and_import_again(database_url: str, workdir: Path) -> None:

@@ -26,7 +26,7 @@ from batterytrace.services.registry import Registry
 from tests import factories as f
 from tests.conftest import Cast
 
-EXAMPLES = 8
+EXAMPLES = 6
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 

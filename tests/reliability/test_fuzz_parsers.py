@@ -37,7 +37,7 @@ from batterytrace.services.registry import body_hash
 from tests import factories as f
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Characters identifiers are made of, and characters that break them.
 CODE_CHARS = string.ascii_uppercase + string.digits
@@ -321,7 +321,7 @@ def read_epcis_document(data: bytes, schema: Any) -> list[bulk.Record]:
     return records
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.one_of(epcis_document(), st.binary(max_size=200)))
 @example(data=b'{"type": "EPCISDocument", "epcisBody": {"eventList": [' + b"[" * 5000)
 def test_epcis_documents_are_read_or_stop_with_a_syntax_error(schema: Any, data: bytes) -> None:

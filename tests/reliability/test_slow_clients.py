@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,12 @@ SLOW_CLIENTS = 40
 TRICKLE_SECONDS = 6.0
 
 
-@pytest.fixture
-def served(database_url: str, workdir: Path) -> Iterator[tuple[s.Server, str, str]]:
+@pytest.fixture(scope="module")
+def served(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[s.Server, str, str]]:
+    workdir = tmp_path_factory.mktemp("slow-clients")
+    database_url = module_database_url
     env = s.env_for(workdir, database_url, max_body_bytes=1024 * 1024)
     _, regulator_key = s.bootstrap(env, workdir)
     with s.Server(workdir, env) as server:

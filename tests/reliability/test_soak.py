@@ -1,4 +1,4 @@
-"""A bounded soak test on loopback: for about a minute (``BATTERYTRACE_SOAK_SECONDS``, default 50),
+"""A bounded soak test on loopback: for about a minute (``BATTERYTRACE_SOAK_SECONDS``, default 45),
 concurrent clients mix writes (batches of new batteries, then each battery's custody and
 installation, one event at a time), refused writes, and reads (passports with and without a key,
 histories, lists, the log's checkpoint and proofs) against one server process. Every answer is
@@ -22,7 +22,7 @@ import pytest
 from tests import factories as f
 from tests.reliability import support as s
 
-SECONDS = float(os.environ.get("BATTERYTRACE_SOAK_SECONDS", "50"))
+SECONDS = float(os.environ.get("BATTERYTRACE_SOAK_SECONDS", "45"))
 WRITERS = 2
 READERS = 3
 #: Resident memory may not grow by more than this between the warm middle and the end of the run.

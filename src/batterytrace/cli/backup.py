@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-out = Console()
-err = Console(stderr=True)
+# soft wrap: messages and paths stay on one line, whole, for people and for scripts that grep them
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 PgBinOption = Annotated[
     Path | None,

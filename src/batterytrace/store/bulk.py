@@ -83,10 +83,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     dialect = conn.dialect.name
     columns = tuple(rows[0].keys())
     mark, converters = _plan(table, dialect, columns)
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
     pairs = list(zip(columns, converters, strict=True))
     params = [tuple(conv(row[name]) for name, conv in pairs) for row in rows]
     conn.exec_driver_sql(sql, params)
