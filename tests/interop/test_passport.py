@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from batterytrace.domain.access import Tier
+from tests import factories as f
 from tests.api.support import Story
 from tests.conftest import Actor, Cast
 from tests.interop import support as s
@@ -181,6 +182,108 @@ def test_undeclared_fields_are_named_not_invented(cast: Cast) -> None:
         assert (s.aspect_errors(aspect, aspects[aspect]) == []) == (not undeclared), aspect
 
 
+def _recycled(p: dict[str, Any]) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = p["aspects"]["Circularity"]["recycledContent"]
+    return content
+
+
+def _entry(material: str, pre: float, post: float) -> dict[str, Any]:
+    return {"recycledMaterial": material, "preConsumerShare": pre, "postConsumerShare": post}
+
+
+def test_recycled_content_comes_from_the_registry(cast: Cast) -> None:
+    """Post-consumer shares are the registry's (recycled kg / contained kg, in percent); a declared
+    pre-consumer share is kept, a declared post-consumer share that differs is named as overridden.
+    Recycled content is public (Annex XIII 1(e))."""
+    story = Story(cast)
+    recycler = cast.recycler.id  # recovered 5.5 kg Li, 4.9 kg Co, 38.9 kg Ni in the world's story
+    plain = s.manufacture(story, declared=False)
+    content = [{"recycler": recycler, "li_kg": 0.3, "co_kg": 0.4, "ni_kg": 1.58}]
+    data = {**f.MANUFACTURED, "recycled_content": content, "passport": s.declarations()}
+    both = f.code(level="P")
+    story.do(cast.maker, "manufactured", both, data)
+    # contained (f.MANUFACTURED): 6.0 kg Li, 5.0 kg Co, 39.5 kg Ni; declared: Co 4 % pre, 12 % post,
+    # Li 1 % pre, 5 % post
+    expected = [
+        _entry("Cobalt", 4.0, 8.0),  # 0.4 / 5.0; the declared 12 % is overridden
+        _entry("Nickel", 0.0, 4.0),  # 1.58 / 39.5; nothing declared
+        _entry("Lithium", 1.0, 5.0),  # 0.3 / 6.0, as declared
+    ]
+    overridden = [
+        {"pointer": "/Circularity/recycledContent/0/postConsumerShare", "declared": 12.0, "registry": 8.0}
+    ]
+    full = passport(cast.regulator, None, both)
+    assert _recycled(full) == expected
+    assert full["overridden"] == overridden
+    assert full["complete"] is True
+    check(full, Tier.AUTHORITY)
+    public = passport(None, cast.regulator.client, both)
+    check(public, Tier.PUBLIC)
+    assert _recycled(public) == expected
+    assert public["overridden"] == overridden
+
+    # recycled content and no declared shares: every material of the model the battery contains, 0
+    # where none is recycled, and no pre-consumer share
+    only_lithium = f.code(level="P")
+    declarations = s.declarations()
+    del declarations["Circularity"]["recycledContent"]
+    content = [{"recycler": recycler, "li_kg": 0.6}]
+    data = {**f.MANUFACTURED, "recycled_content": content, "passport": declarations}
+    story.do(cast.maker, "manufactured", only_lithium, data)
+    p = passport(None, cast.regulator.client, only_lithium)
+    check(p, Tier.PUBLIC)
+    assert _recycled(p) == [
+        _entry("Cobalt", 0.0, 0.0),
+        _entry("Nickel", 0.0, 0.0),
+        _entry("Lithium", 0.0, 10.0),
+    ]
+    assert p["overridden"] == []
+
+    # no recycled content in the registry: an empty list, or the declaration as it stands
+    p = passport(None, cast.regulator.client, plain)
+    assert _recycled(p) == []
+    assert "/Circularity/recycledContent" not in p["undeclared"]
+    declared_only = passport(None, cast.regulator.client, s.manufacture(story))
+    assert _recycled(declared_only) == s.declarations()["Circularity"]["recycledContent"]
+    assert declared_only["overridden"] == []
+
+
+def test_second_life_product_takes_over_its_origins_recycled_content(cast: Cast) -> None:
+    """A product's material is its origins': its shares are their recycled kg over their contained
+    kg together, and their declarations carry over (``INHERITED``) under the registry's shares."""
+    story = Story(cast)
+    lives = s.Lives()
+    content = [{"recycler": cast.recycler.id, "li_kg": 0.3, "co_kg": 0.4}]
+    with_content = f.code(level="P")
+    data = {**f.MANUFACTURED, "recycled_content": content, "passport": s.declarations()}
+    story.do(cast.maker, "manufactured", with_content, data)
+    without = s.manufacture(story)
+    product = f.second_life_code()
+    for i, origin in enumerate((with_content, without)):
+        s.install(story, origin, lives)
+        s.retire(story, origin, cast.repurposer)
+        story.do(cast.repurposer, "graded", origin, {"soh_percent": 80.0, "decision": "repurpose"})
+        into: dict[str, Any] = {"into": product}
+        if i == 0:
+            into |= {"capacity_kwh": 96.0, "passport": s.second_life_declarations()}
+        story.do(cast.repurposer, "repurposed", origin, into)
+    p = passport(None, cast.regulator.client, product)
+    check(p, Tier.PUBLIC)
+    # 0.3 kg of 2 x 6.0 kg Li, 0.4 kg of 2 x 5.0 kg Co, none of 2 x 39.5 kg Ni; the origins declared
+    # Co 4 % pre, 12 % post, Li 1 % pre, 5 % post
+    assert _recycled(p) == [
+        _entry("Cobalt", 4.0, 4.0),
+        _entry("Nickel", 0.0, 0.0),
+        _entry("Lithium", 1.0, 2.5),
+    ]
+    assert p["overridden"] == [
+        {"pointer": "/Circularity/recycledContent/0/postConsumerShare", "declared": 12.0, "registry": 4.0},
+        {"pointer": "/Circularity/recycledContent/2/postConsumerShare", "declared": 5.0, "registry": 2.5},
+    ]
+    origin = passport(None, cast.regulator.client, with_content)
+    assert _recycled(origin)[0] == _entry("Cobalt", 4.0, 8.0)
+
+
 def test_traction_battery_code(cast: Cast, lives: s.Lives) -> None:
     client = cast.regulator.client
     tree = client.get(f"/api/v1/batteries/{lives.recycled_pack}/traction-battery-code").json()
@@ -200,8 +303,6 @@ def test_traction_battery_code(cast: Cast, lives: s.Lives) -> None:
 
 def test_passport_of_unknown_or_malformed_code(cast: Cast) -> None:
     client = cast.regulator.client
-    from tests import factories as f
-
     r = client.get(f"/api/v1/batteries/{f.code()}/passport")
     assert r.status_code == 404
     assert r.json()["code"] == "battery.unknown"

@@ -6,8 +6,11 @@ Where the values come from:
 
 * **Facts** the registry holds win over anything declared: the identifiers, status, category,
   manufacturer and operator identity, manufacturing date, mass, chemistry, material masses,
-  carbon footprint, rated energy, capacity and voltage, date of putting into service, and the
-  battery's condition from its state-of-health readings.
+  carbon footprint, rated energy, capacity and voltage, date of putting into service, the
+  battery's condition from its state-of-health readings, and the post-consumer recycled share of
+  cobalt, nickel, lithium and lead from the recycled content declared at manufacture (checked
+  against the recyclers' recovered balances). A declared share the registry replaces with a
+  different value is named in ``overridden``, never dropped silently.
 * **Declarations**: model data only the economic operator knows (addresses, documents, test
   reports, performance figures …), sent with the ``manufactured`` event as ``data.passport``, one
   object per aspect in the model's own field names. A second-life product's are sent by the
@@ -35,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from batterytrace.domain.access import Tier
+from batterytrace.domain.circularity import recycled_shares
 
 DATA_MODEL = "Battery Pass data model 1.2 (DIN DKE SPEC 99100)"
 PASSPORT_SPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:batterytrace:passport")
@@ -54,7 +58,8 @@ ASPECTS = tuple(SEMANTIC_IDS)
 INHERITED = frozenset({"MaterialComposition", "Circularity"})
 
 #: Fields below the public tier, after Annex XIII: point 2 and 4 data for persons with a legitimate
-#: interest, point 3 (test reports) for authorities. Everything else in the model is public.
+#: interest, point 3 (test reports) for authorities. Everything else in the model is public, among
+#: it ``Circularity/recycledContent`` (point 1(e), Art. 8(1)).
 FIELD_TIERS: dict[tuple[str, ...], Tier] = {
     ("GeneralProductInformation", "batteryStatus"): Tier.LEGITIMATE_INTEREST,  # 4(c)
     ("GeneralProductInformation", "puttingIntoService"): Tier.LEGITIMATE_INTEREST,  # 4
@@ -138,6 +143,10 @@ MATERIALS: dict[str, tuple[str, str, bool]] = {
     "graphite_kg": ("Natural graphite", "7782-42-5", True),
 }
 _READING_NAMES = frozenset(_CONDITION_ITEMS)
+#: Materials whose recycled share the model records (Art. 8(1)), in the schema's order, by the
+#: registry's name for them (``co`` for ``co_kg``).
+RECYCLED_MATERIALS: dict[str, str] = {"co": "Cobalt", "ni": "Nickel", "li": "Lithium", "pb": "Lead"}
+_RECYCLED_ORDER = {name: i for i, name in enumerate(RECYCLED_MATERIALS.values())}
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,9 @@ class Facts:
     mass_kg: float | None = None
     carbon_kgco2e_per_kwh: float | None = None
     materials: Mapping[str, float] = field(default_factory=dict)
+    # recycled content declared at manufacture, per recycler (``{"recycler", "li_kg", …}``); for a
+    # second-life product its origins'; empty when none was declared
+    recycled_content: Sequence[Mapping[str, Any]] = ()
     soh_percent: float | None = None
     readings: Sequence[Reading] = ()
     declarations: Sequence[Mapping[str, Any]] = ()  # oldest first; later ones win
@@ -346,8 +358,74 @@ def _materials(facts: Facts) -> list[dict[str, Any]]:
     return out
 
 
-def aspects(facts: Facts) -> dict[str, dict[str, Any]]:
-    """The seven aspects at full detail, before any cut."""
+@dataclass(frozen=True)
+class Override:
+    """A declared value the registry replaced with what it knows (``pointer`` into the aspects)."""
+
+    pointer: str
+    declared: Any
+    registry: Any
+
+    def as_json(self) -> dict[str, Any]:
+        return {"pointer": self.pointer, "declared": self.declared, "registry": self.registry}
+
+
+def _material_of(entry: Any) -> str | None:
+    material = entry.get("recycledMaterial") if isinstance(entry, Mapping) else None
+    return material if isinstance(material, str) else None
+
+
+def _recycled_content(facts: Facts, declared: Any) -> tuple[Any, list[Override]]:
+    """``Circularity/recycledContent``, and the declared shares it replaced.
+
+    For each material of the model that the battery contains and whose recycled content the
+    registry knows (recycled content was declared at manufacture), ``postConsumerShare`` is the
+    registry's share in percent. The registry tracks only post-consumer material (recovered by
+    registered recyclers), so ``preConsumerShare`` is the declared one, or 0. Declared entries for
+    other materials are kept. Without recycled content in the registry the declaration stands as
+    it is; without either, the list is empty: nobody declared recycled material in the battery."""
+    shares = recycled_shares(
+        {"materials": dict(facts.materials), "recycled_content": list(facts.recycled_content)}
+    )
+    known = {
+        RECYCLED_MATERIALS[name]: round(share * 100.0, 4)
+        for name, share in (shares or {}).items()
+        if name in RECYCLED_MATERIALS
+    }
+    if not known:
+        return (declared if declared is not None else []), []
+    kept: list[Any] = []
+    claims: dict[str, Mapping[str, Any]] = {}
+    for entry in declared if isinstance(declared, list) else []:
+        material = _material_of(entry)
+        if material in known:
+            claims[material] = entry  # a later entry for the same material wins, as declarations do
+        else:
+            kept.append(entry)
+    entries: list[Any] = [
+        {
+            **claims.get(material, {}),
+            "recycledMaterial": material,
+            "preConsumerShare": claims.get(material, {}).get("preConsumerShare", 0.0),
+            "postConsumerShare": post,
+        }
+        for material, post in known.items()
+    ]
+    entries += kept
+    entries.sort(key=lambda e: _RECYCLED_ORDER.get(_material_of(e) or "", len(_RECYCLED_ORDER)))
+    overrides = []
+    for i, entry in enumerate(entries):
+        claim = claims.get(_material_of(entry) or "")
+        said = claim.get("postConsumerShare") if claim is not None else None
+        if said is not None and said != entry["postConsumerShare"]:
+            pointer = f"/Circularity/recycledContent/{i}/postConsumerShare"
+            overrides.append(Override(pointer, said, entry["postConsumerShare"]))
+    return copy.deepcopy(entries), overrides
+
+
+def aspects(facts: Facts) -> tuple[dict[str, dict[str, Any]], list[Override]]:
+    """The seven aspects at full detail, before any cut, and the declared values that registry
+    facts replaced."""
     declared = _declared(facts)
     short, clear = CHEMISTRIES.get(facts.chemistry, (facts.chemistry, facts.chemistry))
 
@@ -387,6 +465,7 @@ def aspects(facts: Facts) -> dict[str, dict[str, Any]]:
         {"endOfLifeInformation": {"informationOnCollection": f"{facts.base_url}/b/{facts.code}"}},
         declared.get("Circularity", {}),
     )
+    circularity["recycledContent"], overrides = _recycled_content(facts, circularity.get("recycledContent"))
 
     labeling = dict(declared.get("Labeling", {}))
 
@@ -414,7 +493,7 @@ def aspects(facts: Facts) -> dict[str, dict[str, Any]]:
     )
 
     due_diligence = dict(declared.get("SupplyChainDueDiligence", {}))
-    return {
+    parts = {
         "GeneralProductInformation": general,
         "CarbonFootprintForBatteries": carbon,
         "Circularity": circularity,
@@ -423,6 +502,7 @@ def aspects(facts: Facts) -> dict[str, dict[str, Any]]:
         "PerformanceAndDurability": performance,
         "SupplyChainDueDiligence": due_diligence,
     }
+    return parts, overrides
 
 
 def missing(payload: Mapping[str, Any], required: Mapping[str, Any], path: str = "") -> list[str]:
@@ -439,8 +519,9 @@ def missing(payload: Mapping[str, Any], required: Mapping[str, Any], path: str =
 
 def build(facts: Facts, *, now: datetime | None = None) -> dict[str, Any]:
     """The passport at full detail: the seven aspects and, around them, the passport's identity,
-    status, links to the passports of the battery's origins and products, and what is undeclared."""
-    parts = aspects(facts)
+    status, links to the passports of the battery's origins and products, what is undeclared, and
+    the declared values the registry overrode."""
+    parts, overrides = aspects(facts)
     undeclared = [f"/{name}{p}" for name in ASPECTS for p in missing(parts[name], REQUIRED[name])]
     placeholders = []
     general = parts["GeneralProductInformation"]
@@ -474,6 +555,7 @@ def build(facts: Facts, *, now: datetime | None = None) -> dict[str, Any]:
         "complete": not undeclared,
         "undeclared": undeclared,
         "placeholders": placeholders,
+        "overridden": [o.as_json() for o in overrides],
         "semanticIds": dict(SEMANTIC_IDS),
         "aspects": parts,
     }
@@ -485,7 +567,8 @@ def _instant(text: str) -> datetime:
 
 def cut(passport: Mapping[str, Any], tier: Tier) -> dict[str, Any]:
     """The passport as ``tier`` may see it: fields above the tier are removed (and named in
-    ``withheld``), as are the ``undeclared`` and ``placeholders`` entries under them."""
+    ``withheld``), as are the ``undeclared``, ``placeholders`` and ``overridden`` entries under
+    them."""
     out = copy.deepcopy(dict(passport))
     withheld = []
     for path, needed in FIELD_TIERS.items():
@@ -505,4 +588,5 @@ def cut(passport: Mapping[str, Any], tier: Tier) -> dict[str, Any]:
 
     out["undeclared"] = [p for p in out.get("undeclared", []) if visible(p)]
     out["placeholders"] = [p for p in out.get("placeholders", []) if visible(p)]
+    out["overridden"] = [o for o in out.get("overridden", []) if visible(o["pointer"])]
     return out

@@ -698,6 +698,7 @@ def _passport_facts(conn: Any, state: BatteryState, base_url: str) -> passport.F
         if repurposings:
             placed_text = min(repurposings, key=lambda r: r["log_index"])["time_text"]
     materials: dict[str, float] = dict((state.spec or {}).get("materials") or {})
+    recycled: list[Mapping[str, Any]] = list((state.spec or {}).get("recycled_content") or [])
     mass = state.mass_kg
     carbon = (state.spec or {}).get("carbon_kgco2e_per_kwh")
     voltage = (state.spec or {}).get("voltage_v")
@@ -705,6 +706,13 @@ def _passport_facts(conn: Any, state: BatteryState, base_url: str) -> passport.F
         for o in origin_states.values():
             for k, v in ((o.spec or {}).get("materials") or {}).items():
                 materials[k] = materials.get(k, 0.0) + float(v)
+        if all((o.spec or {}).get("materials") for o in origin_states.values()):
+            # the product's material is its origins', recycled content included; a share is
+            # only known when every origin's content is
+            for o in origin_states.values():
+                recycled += list((o.spec or {}).get("recycled_content") or [])
+        else:
+            recycled = []
         if mass is None and origin_states:
             masses = [o.mass_kg for o in origin_states.values()]
             mass = sum(m for m in masses if m is not None) if all(m is not None for m in masses) else None
@@ -726,6 +734,7 @@ def _passport_facts(conn: Any, state: BatteryState, base_url: str) -> passport.F
         mass_kg=mass,
         carbon_kgco2e_per_kwh=carbon,
         materials=materials,
+        recycled_content=recycled,
         soh_percent=state.soh_percent,
         readings=readings,
         declarations=declarations,
