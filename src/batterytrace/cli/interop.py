@@ -3,9 +3,11 @@ against the local database."""
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -63,6 +65,36 @@ def _caller(registry: Any, key: str | None) -> Any:
         raise _fail(f"{exc.code}: {exc.message}") from None
 
 
+@contextmanager
+def _metrics_server(registry: Any, address: str, port: int | None) -> Iterator[None]:
+    """Serve ``/metrics`` on ``address:port`` while the block runs (nothing when ``port`` is None),
+    with the registry's events counted."""
+    if port is None:
+        yield
+        return
+    from prometheus_client import start_http_server
+
+    from batterytrace.services import metrics
+
+    metrics.instrument(registry)
+    try:
+        server, thread = start_http_server(port, addr=address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise _fail(
+                f"--metrics-port {port}: port {port} on {address} is already in use; choose another"
+            ) from None
+        raise _fail(f"cannot serve metrics on {address} port {port}: {exc.strerror or exc}") from None
+    host = f"[{address}]" if ":" in address else address
+    err.print(f"metrics: http://{host}:{server.server_port}/metrics", highlight=False)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def _registry() -> Any:
     from batterytrace.cli.main import settings
     from batterytrace.services.factory import build_registry
@@ -86,12 +118,22 @@ def import_command(
         bool, typer.Option(help="continue an interrupted import from its saved position")
     ] = True,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="serve Prometheus metrics on this port while importing (0: any free port)"
+        ),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option(help="address to serve the metrics on (with --metrics-port)")
+    ] = "127.0.0.1",
 ) -> None:
     """Import events from a file, streaming: a progress bar with rate and time left, every refused
-    record in the reject file with its line and reason, a summary at the end. Exit status 0 when
-    everything was recorded (or was already), 1 when records were rejected, 2 for a file or key
-    that cannot be used, 130 when interrupted (run the same command again to continue; nothing is
-    recorded twice)."""
+    record in the reject file with its line and reason, a summary at the end. With --metrics-port,
+    the import's progress and the events it records are served as Prometheus metrics at /metrics
+    while it runs. Exit status 0 when everything was recorded (or was already), 1 when records were
+    rejected, 2 for a file, key or metrics port that cannot be used, 130 when interrupted (run the
+    same command again to continue; nothing is recorded twice)."""
     from batterytrace.interop.bulk import FORMATS, detect_format
     from batterytrace.services.interop import Interop, import_file
 
@@ -123,7 +165,7 @@ def import_command(
                 console=err,
             )
         )
-        with bar as progress:
+        with _metrics_server(registry, metrics_address, metrics_port), bar as progress:
             task = progress.add_task(file.name, total=size or 1, events=0) if progress else None
 
             def on_progress(position: int, counts: Any) -> None:

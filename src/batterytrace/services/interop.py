@@ -32,7 +32,7 @@ from batterytrace.domain.model import BatteryState, Enterprise
 from batterytrace.domain.permissions import Permission
 from batterytrace.interop import bulk, epcis, passport
 from batterytrace.interop.reference import EpcisSchema, epcis_schema
-from batterytrace.services import views
+from batterytrace.services import metrics, views
 from batterytrace.services.registry import Caller, EventResult, Registry, require
 from batterytrace.store import repo
 from batterytrace.store import tables as T
@@ -801,7 +801,10 @@ def import_file(
     """Import a JSON Lines, CSV or EPCIS file, streaming. Rejected records go to the reject file
     (JSON Lines: line, code, reason, the record). After each committed batch the resume point is
     saved beside the file; a run that finds it (same file, same enterprise) continues from there.
-    Running again after completion replays every event (idempotent ids): nothing is added twice."""
+    Running again after completion replays every event (idempotent ids): nothing is added twice.
+
+    Progress is reported to the Prometheus metrics (``metrics.track_import``) after each committed
+    batch: records accepted (already recorded ones included) and refused in this run."""
     if fmt not in bulk.FORMATS:
         raise DomainError(
             E.REQUEST_INVALID, f"format must be one of {', '.join(bulk.FORMATS)}", field="format"
@@ -823,8 +826,22 @@ def import_file(
     )
     schema = interop.schema() if fmt == "epcis" else None
     envelope = bulk.EpcisEnvelope()
+    # what the metrics were told so far: the counts a resumed import starts from were reported by
+    # the run that made them
+    reported = {"accepted": counts.accepted + counts.replayed, "refused": counts.rejected}
 
-    with open(path, "rb") as fp, open(rejects, "a" if saved else "w", encoding="utf-8") as rej:
+    with (
+        open(path, "rb") as fp,
+        open(rejects, "a" if saved else "w", encoding="utf-8") as rej,
+        metrics.track_import(fmt) as tracked,
+    ):
+
+        def report() -> None:
+            now = {"accepted": counts.accepted + counts.replayed, "refused": counts.rejected}
+            tracked.advance(
+                accepted=now["accepted"] - reported["accepted"], refused=now["refused"] - reported["refused"]
+            )
+            reported.update(now)
 
         def on_reject(rec: bulk.Record, error: DomainError, event_id: str | None) -> None:
             entry: dict[str, Any] = {"line": rec.line}
@@ -841,6 +858,7 @@ def import_file(
             rej.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
         def on_batch(totals: ImportCounts, last: bulk.Record) -> None:
+            report()
             rej.flush()
             state = {
                 "identity": identity,
@@ -887,6 +905,7 @@ def import_file(
                 + "\n"
             )
             summary.fatal = str(exc)
+            report()
         if fmt == "epcis" and summary.fatal is None and schema is not None:
             summary.envelope_errors = bulk.envelope_issues(schema, envelope)
             for issue in summary.envelope_errors:

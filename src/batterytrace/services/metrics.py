@@ -10,7 +10,9 @@ Counted as things happen, in this process:
 - ``batterytrace_http_requests_total{method, route, status}`` and
   ``batterytrace_http_request_duration_seconds{method, route}`` (a histogram), ``route`` being
   the route's template, e.g. ``/api/v1/batteries/{code}``;
-- ``batterytrace_import_*``: progress of bulk imports (see ``track_import``).
+- ``batterytrace_import_*``: progress of bulk imports (see ``track_import``), reported by
+  ``services.interop.import_file`` after each committed batch; ``batterytrace import
+  --metrics-port`` serves them while it runs.
 
 Read from the database on each scrape (a handful of indexed rows): the log's size, the age of
 the last signed checkpoint, open alerts by rule, and whether the database answered.
