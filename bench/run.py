@@ -106,7 +106,19 @@ def stage(name: str, params: dict[str, Any]) -> dict[str, Any]:
 def run_stage_here(name: str, params: str) -> None:
     from bench.stages import STAGES
 
-    result = STAGES[name](json.loads(params))
+    where = os.environ.get("BATTERYTRACE_BENCH_PROFILE")
+    values = json.loads(params)
+    if where:  # a directory: each stage's cProfile statistics go there, for "where the time goes"
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(STAGES[name], values)
+        url = str(values.get("url") or values.get("target") or "")
+        kind = "postgresql" if url.startswith("postgresql") else "sqlite"
+        Path(where).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(Path(where) / f"{name}-{kind}.prof")
+    else:
+        result = STAGES[name](values)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -105,9 +105,9 @@ def stage_import(p: dict[str, Any]) -> dict[str, Any]:
     registry.clock = clock
     original = registry.record
 
-    def record(who: Any, events: Any, *, atomic: bool = False) -> Any:
+    def record(who: Any, events: Any, **options: Any) -> Any:
         clock.follow(events)
-        return original(who, events, atomic=atomic)
+        return original(who, events, **options)
 
     registry.record = record
     started = time.perf_counter()

@@ -131,8 +131,8 @@ class Interop:
         cache: dict[str, Enterprise | None] | None = None,
     ) -> list[EventResult]:
         """Record ``(raw event, recorder)`` pairs in order. A recorder other than the caller is allowed
-        only to a regulator (a migration); runs of events by the same recorder go to the registry as
-        one batch each."""
+        only to a regulator (a migration); the events go to the registry as one batch, each recorded
+        as its own recorder, in one transaction."""
         require(caller, Permission.EVENT_RECORD)
         enterprises = cache if cache is not None else {}
         results: list[EventResult | None] = [None] * len(items)
@@ -166,8 +166,12 @@ class Interop:
                 "recorders: capture them with GS1-Capture-Error-Behaviour: proceed",
                 field="GS1-Capture-Error-Behaviour",
             )
-        for who, indexes in groups:
-            got = self.registry.record(who, [items[i][0] for i in indexes], atomic=atomic)
+        if groups:  # one transaction, each event recorded as its own recorder
+            indexes = [i for _, group in groups for i in group]
+            recorders = [who for who, group in groups for _ in group]
+            got = self.registry.record(
+                caller, [items[i][0] for i in indexes], atomic=atomic, recorders=recorders
+            )
             for i, res in zip(indexes, got, strict=True):
                 results[i] = res
         return [r for r in results if r is not None]

@@ -531,9 +531,26 @@ class Registry:
 
     # --- events -------------------------------------------------------------------------------
 
-    def record(self, caller: Caller, raw_events: Sequence[Any], *, atomic: bool = False) -> list[EventResult]:
-        """Record events in order; each sees the effect of those before it in the batch."""
+    def record(
+        self,
+        caller: Caller,
+        raw_events: Sequence[Any],
+        *,
+        atomic: bool = False,
+        recorders: Sequence[Caller] | None = None,
+    ) -> list[EventResult]:
+        """Record events in order; each sees the effect of those before it in the batch.
+
+        ``recorders`` (one per event) records each event as its own enterprise in this one
+        transaction: a regulator's migration of several enterprises' histories (``Interop.record_as``,
+        which checks that the caller may do so). Without it every event is the caller's."""
         require(caller, Permission.EVENT_RECORD)
+        if recorders is None:
+            recorders = [caller] * len(raw_events)
+        elif len(recorders) != len(raw_events):
+            raise ValueError("one recorder per event")
+        for who in {r.id: r for r in recorders}.values():
+            require(who, Permission.EVENT_RECORD)
         now = self.clock()
         parsed: list[EventIn | None] = []
         hashes: list[str | None] = []
@@ -555,13 +572,13 @@ class Registry:
             results.append(None)
 
         security: list[dict[str, Any]] = []
-        for raw, res in zip(raw_events, results, strict=True):
+        for raw, res, who in zip(raw_events, results, recorders, strict=True):
             if res is not None and res.error is not None:
-                security.append(self._security_row(caller, raw, res.error, now))
+                security.append(self._security_row(who, raw, res.error, now))
 
         aborted = False
         try:
-            self._record_in_transaction(caller, raw_events, parsed, hashes, results, security, now, atomic)
+            self._record_in_transaction(recorders, raw_events, parsed, hashes, results, security, now, atomic)
         except _AtomicAbortError:
             aborted = True
         if aborted:
@@ -590,7 +607,7 @@ class Registry:
 
     def _record_in_transaction(
         self,
-        caller: Caller,
+        recorders: Sequence[Caller],
         raw_events: Sequence[Any],
         parsed: list[EventIn | None],
         hashes: list[str | None],
@@ -599,12 +616,12 @@ class Registry:
         now: datetime,
         atomic: bool,
     ) -> None:
-        actor = caller.enterprise
+        actors = {who.id: who.enterprise for who in recorders}
         with write_transaction(self.engine) as conn:
             ctx = BatchContext(conn)
             codes: set[str] = set()
             vins: set[str] = set()
-            ents: set[str] = {actor.id}
+            ents: set[str] = set(actors)
             for ev in parsed:
                 if ev is None:
                     continue
@@ -622,7 +639,7 @@ class Registry:
                 if isinstance(ev.data.get("vin"), str):
                     vins.add(ev.data["vin"])
             ctx.prefetch(codes=codes, vins=vins, enterprises=ents, manufacturer_codes={c[:3] for c in codes})
-            ctx._enterprises[actor.id] = actor
+            ctx._enterprises.update(actors)
             ids = [ev.id for ev in parsed if ev is not None]
             existing = repo.events_by_id(conn, ids)
             in_batch: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -631,6 +648,8 @@ class Registry:
             for i, ev in enumerate(parsed):
                 if ev is None:
                     continue
+                caller = recorders[i]
+                actor = caller.enterprise
                 digest = hashes[i]
                 assert digest is not None
                 prior = existing.get(ev.id)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, or_, select, update
 
 from batterytrace.domain.lifecycle import PastEvent
 from batterytrace.domain.model import (
@@ -35,6 +35,16 @@ CHUNK = 500  # bound for IN (...) lists
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> ColumnElement[bool]:
+    """``(first, second) IN pairs`` written so that both databases use a two-column index:
+    ``first = a AND second IN (...) OR ...``. (SQLite scans the whole table for a row-value
+    ``IN (VALUES ...)``; PostgreSQL plans both forms alike.)"""
+    grouped: dict[Any, list[Any]] = {}
+    for a, b in pairs:
+        grouped.setdefault(a, []).append(b)
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 
 # --- enterprises ------------------------------------------------------------------------------
@@ -280,7 +290,7 @@ def battery_event_rows(conn: Connection, code: str) -> list[dict[str, Any]]:
 def log_nodes(conn: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     out: dict[tuple[int, int], bytes] = {}
     for part in chunks(list(keys), 200):
-        stmt = select(T.log_nodes).where(tuple_(T.log_nodes.c.level, T.log_nodes.c.idx).in_(list(part)))
+        stmt = select(T.log_nodes).where(pairs_in(T.log_nodes.c.level, T.log_nodes.c.idx, part))
         for r in conn.execute(stmt):
             out[(r.level, r.idx)] = bytes(r.hash)
     return out

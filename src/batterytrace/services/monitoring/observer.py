@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from string import Formatter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, String, and_, case, cast, desc, func, literal, select, tuple_
+from sqlalchemy import Connection, String, and_, case, cast, desc, func, literal, select
 
 from batterytrace.domain.battery_code import parse_battery_code
 from batterytrace.domain.model import BatteryState, Enterprise, Role, Stage
@@ -780,7 +780,7 @@ def recovery_figures(
     r = T.recovery_rollup
     out: dict[tuple[str, int], dict[str, tuple[int, int]]] = defaultdict(dict)
     for part in repo.chunks(sorted(keys), 200):
-        stmt = select(r).where(and_(tuple_(r.c.recycler, r.c.year).in_(list(part)), r.c.metal != "*"))
+        stmt = select(r).where(and_(repo.pairs_in(r.c.recycler, r.c.year, part), r.c.metal != "*"))
         for row in conn.execute(stmt):
             out[(row.recycler, row.year)][row.metal] = (int(row.contained_g), int(row.recovered_g))
     return out
