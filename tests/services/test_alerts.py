@@ -268,9 +268,9 @@ def test_shipment_overdue_fires_after_ten_working_days_across_the_spring_festiva
     life.ok(life.cast.maker, "shipped", code, {"to": life.cast.automaker.id}, when=at(2026, 2, 13, 16))
     # Fri 13 Feb; worked: Sat 14 Feb (1); 15-23 Feb off; 24, 25, 26, 27 Feb (2-5); Sat 28 Feb worked (6);
     # Mon 2 to Thu 5 Mar (7-10): the deadline ends with Thursday 5 March.
-    life.rescan(at(2026, 3, 5, 23, 59))
+    assert life.rescan(at(2026, 3, 5, 23, 59))["raised"] == 0
     assert life.alerts("shipment_overdue", battery=code) == []
-    life.rescan(end_of(2026, 3, 5) + timedelta(seconds=1))
+    assert life.rescan(end_of(2026, 3, 5) + timedelta(seconds=1))["raised"] == 1  # the re-scan says what it raised
     alert = only(life.alerts("shipment_overdue", battery=code))
     assert cst(alert["deadline"]) == end_of(2026, 3, 5)
     assert cst(alert["since"]) == at(2026, 2, 13, 16)

@@ -109,7 +109,7 @@ class Monitoring:
             ).where(and_(overdue_now, ~exists().where(a.c.condition_key == w.c.condition_key))),
         )
         with write_transaction(self.registry.engine) as conn:
-            raised = conn.execute(raise_them).rowcount
+            raised = conn.execute(raise_them.execution_options(preserve_rowcount=True)).rowcount
             overdue = conn.execute(update(w).where(overdue_now).values(alerted=True)).rowcount
             running = int(conn.execute(select(func.count()).select_from(w)).scalar_one())
             _set_state(conn, _RESCAN_KEY, now)
