@@ -35,7 +35,6 @@ from batterytrace.domain.workdays import CHINA_STANDARD_TIME
 from batterytrace.services.monitoring import rules as R
 from batterytrace.services.monitoring.store import (
     NewAlert,
-    add_counts,
     close_alerts,
     delete_watches,
     event_evidence,
@@ -47,6 +46,7 @@ from batterytrace.services.monitoring.store import (
 )
 from batterytrace.store import repo
 from batterytrace.store import tables as T
+from batterytrace.store.counters import add_counts
 
 if TYPE_CHECKING:
     from batterytrace.domain.policy import Profile

@@ -1,5 +1,6 @@
-"""Reading and writing alerts, deadline watches and rollup counters, inside the caller's
-transaction. Every write is a bulk statement per batch, never a statement per event."""
+"""Reading and writing alerts and deadline watches, inside the caller's transaction. Every write
+is a bulk statement per batch, never a statement per event. (The rollup counters are added with
+:func:`batterytrace.store.counters.add_counts`.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from batterytrace.services import views
 from batterytrace.services.monitoring.rules import CLOSED, OPEN, OPEN_STATUSES, RULES
@@ -242,78 +243,6 @@ def alert_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "resolved_by": row["resolved_by"],
         "resolution": row["resolution"],
     }
-
-
-# --- rollup counters -----------------------------------------------------------------------------
-
-
-def add_counts(
-    conn: Connection,
-    table: Table,
-    key_columns: Sequence[str],
-    deltas: Mapping[tuple[Any, ...], Sequence[int]],
-) -> None:
-    """Add ``deltas`` (key → one integer per counter column) to the rollup ``table``.
-
-    On SQLite and PostgreSQL this is one bulk ``INSERT … ON CONFLICT DO UPDATE`` adding to the
-    counters (both speak it); elsewhere one read of the keys that exist, then one bulk update and
-    one bulk insert."""
-    items = {k: v for k, v in sorted(deltas.items()) if any(v)}
-    if not items:
-        return
-    counters = [c.name for c in table.columns if c.name not in key_columns]
-    upsert = _upsert_insert(conn.dialect.name)
-    if upsert is not None:
-        rows = []
-        for key, values in items.items():
-            row = dict(zip(key_columns, key, strict=True))
-            row.update(dict(zip(counters, values, strict=True)))
-            rows.append(row)
-        stmt = upsert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key_columns],
-            set_={c: table.c[c] + stmt.excluded[c] for c in counters},
-        )
-        conn.execute(stmt, rows)
-        return
-    key_cols = [table.c[k] for k in key_columns]
-    present: set[tuple[Any, ...]] = set()
-    keys = list(items)
-    for part in chunks(keys, 200):
-        for r in conn.execute(select(*key_cols).where(tuple_(*key_cols).in_(list(part)))):
-            present.add(tuple(r))
-    updates = []
-    inserts = []
-    for key, values in items.items():
-        if key in present:
-            row = {f"k_{name}": key[i] for i, name in enumerate(key_columns)}
-            row.update({f"d_{name}": values[j] for j, name in enumerate(counters)})
-            updates.append(row)
-        else:
-            row = dict(zip(key_columns, key, strict=True))
-            row.update(dict(zip(counters, values, strict=True)))
-            inserts.append(row)
-    if updates:
-        stmt = (
-            update(table)
-            .where(and_(*[table.c[k] == bindparam(f"k_{k}") for k in key_columns]))
-            .values({c: table.c[c] + bindparam(f"d_{c}") for c in counters})
-        )
-        conn.execute(stmt, updates)
-    if inserts:
-        conn.execute(insert(table), inserts)
-
-
-def _upsert_insert(dialect: str) -> Any:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    return None
 
 
 # --- watches -----------------------------------------------------------------------------------
