@@ -6,8 +6,8 @@
    (default 1 M batteries, 10 M events) are fed, in batches of 500 lives, through the same
    monitoring code that runs inside each committed batch (``EventBatch``), so the rollups, deadline
    watches and alerts are the ones the registry would hold. The batteries' current-state rows
-   are written too (the forecast reads them). The event and log tables are not filled: no report
-   or re-scan reads them.
+   are written too, with the fleet rollup the batch context keeps for them (the forecast reads
+   it). The event and log tables are not filled: no report or re-scan reads them.
 3. **Reading**: statistics, producer responsibility and recovery reports, the fleet forecast and
    the first page of alerts, each timed five times (median).
 4. **Full re-scan** of every running deadline (before the reports, so it finds every passed
@@ -44,7 +44,7 @@ from batterytrace.services.monitoring import monitoring_for
 from batterytrace.services.monitoring.observer import EventBatch
 from batterytrace.services.registry import Caller, Registry
 from batterytrace.settings import Settings
-from batterytrace.store import repo
+from batterytrace.store import fleet, repo
 from batterytrace.store import tables as T
 from batterytrace.store.db import write_transaction
 
@@ -294,6 +294,10 @@ def feed(
         with write_transaction(registry.engine) as conn:  # the current-state rows, not timed
             states = [repo._battery_row(life.state) for life in lives]
             conn.execute(insert(T.batteries), [{c: s[c] for c in columns} for s in states])
+            counts = fleet.FleetCounts()
+            for life in lives:
+                counts.add(life.state)
+            fleet.write(conn, counts)
         started = time.perf_counter()
         with write_transaction(registry.engine) as conn:
             EventBatch(monitoring.profile, conn, ctx, rows).run()  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
-"""Random lives, retractions included: afterwards the deadline watches and the rollups must agree
-with the batteries' current state, whatever happened in between."""
+"""Random lives, retractions included: afterwards the deadline watches and the rollups (the
+report rollups and the fleet rollup) must agree with the batteries' current state, whatever
+happened in between."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 from batterytrace.domain.model import Stage
 from batterytrace.services.registry import Registry
-from batterytrace.store import repo
+from batterytrace.store import fleet, repo
 from batterytrace.store import tables as T
 from tests import factories as f
 from tests.conftest import Actor, Cast, Clock
@@ -92,6 +93,9 @@ def check_invariants(life: Life) -> None:
                 )
             ).all()
         )
+        fleet_kept, fleet_scanned = fleet.stored(conn), fleet.scan(conn)
+    assert fleet_kept == fleet_scanned
+    assert sum(n for n, _, _ in fleet_kept.values()) == len(batteries)
     in_transit = {(b["code"], "shipment_overdue") for b in batteries if b["in_transit_to"]}
     assert {w for w in watches if w[1] == "shipment_overdue"} == in_transit
 

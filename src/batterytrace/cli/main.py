@@ -134,6 +134,26 @@ def db_current() -> None:
     raise typer.Exit(0 if cur == head else 1)
 
 
+@db_app.command("rebuild-fleet")
+def db_rebuild_fleet() -> None:
+    """Recount the fleet rollup (batteries by registration year, chemistry and stage, read by the
+    dashboard and the forecast) from the batteries table, in one transaction; for when verify
+    names a fleet_rollup row. Safe while the server runs: writers wait for it."""
+    from batterytrace.store import fleet
+    from batterytrace.store.db import make_engine, write_transaction
+    from batterytrace.store.migrate import is_current
+
+    engine = make_engine(settings().database_url)
+    try:
+        if not is_current(engine):
+            raise fail(ValueError("the database schema is not current; run batterytrace db upgrade first"))
+        with write_transaction(engine) as conn:
+            keys = fleet.rebuild(conn)
+    finally:
+        engine.dispose()
+    out.print(f"fleet rollup recounted from the batteries table: {keys:,} keys")
+
+
 # --- bootstrap and serve -------------------------------------------------------------------------
 
 

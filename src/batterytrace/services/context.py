@@ -1,5 +1,6 @@
 """The lifecycle rules' view of the registry during one batch: rows read once, then the
-batch's own accepted changes laid over them, and finally written in bulk."""
+batch's own accepted changes laid over them, and finally written in bulk (with the fleet rollup's
+share of the change)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import Connection
 from batterytrace.domain.lifecycle import Changes, PastEvent
 from batterytrace.domain.model import BatteryState, Enterprise, Link, VehicleState
 from batterytrace.domain.policy import Profile, get_profile
-from batterytrace.store import materials, repo
+from batterytrace.store import fleet, materials, repo
 
 
 def _keys(values: list[str]) -> list[str]:
@@ -32,6 +33,8 @@ class BatchContext:
         self._balance_changes: dict[tuple[str, str], list[int]] = {}
         self._batteries: dict[str, BatteryState | None] = {}
         self._in_db: set[str] = set()
+        #: the batteries as the database holds them, before the batch's changes
+        self._stored: dict[str, BatteryState] = {}
         self._vehicles: dict[str, VehicleState | None] = {}
         self._vehicles_in_db: set[str] = set()
         self._enterprises: dict[str, Enterprise | None] = {}
@@ -59,6 +62,7 @@ class BatchContext:
             self._batteries[code] = found.get(code)
             if code in found:
                 self._in_db.add(code)
+                self._stored[code] = found[code]
         missing_v = [v for v in set(vins) if v not in self._vehicles]
         found_v = repo.load_vehicles(self.conn, _keys(missing_v))
         for vin in missing_v:
@@ -171,8 +175,10 @@ class BatchContext:
         new: list[BatteryState] = []
         changed: list[BatteryState] = []
         deleted: list[str] = []
+        counts = fleet.FleetCounts()
         for code in sorted(self._dirty):
             state = self._batteries[code]
+            counts.move(self._stored.get(code), state)
             if state is None:
                 if code in self._in_db:
                     deleted.append(code)
@@ -182,6 +188,7 @@ class BatchContext:
                 new.append(state)
         repo.delete_batteries(self.conn, deleted)
         repo.save_batteries(self.conn, new, changed)
+        fleet.write(self.conn, counts)
         new_v: list[VehicleState] = []
         changed_v: list[VehicleState] = []
         deleted_v: list[str] = []

@@ -4,7 +4,8 @@ One model, two kinds of input:
 
 * **the registered fleet** (default): batteries still in use or in stock (stage new, installed or
   removed; top-level units only, so a pack is not counted again through its modules and cells;
-  second-life products excluded), grouped by year of registration and chemistry. Each group is
+  second-life products excluded), grouped by year of registration and chemistry (read from the
+  fleet rollup, :mod:`batterytrace.store.fleet`, not from the batteries one by one). Each group is
   aged from the middle of its registration year and retires along the policy profile's lifetime
   distribution for its chemistry, *given that it has survived until now*.
 * **annual sales** (a CSV of public figures): each year's new batteries, aged from the middle of
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, extract, func, select
+from sqlalchemy import Engine, and_, func, select
 
 from batterytrace.domain import errors as E
 from batterytrace.domain.errors import DomainError
@@ -133,26 +134,23 @@ def _report(rows: list[dict[str, Any]], chemistries: set[str], meta: dict[str, A
 def from_fleet(engine: Engine, profile: Profile, now: datetime, until: int = DEFAULT_UNTIL) -> Report:
     """Forecast from the batteries registered and still in use or in stock."""
     years = _years(now.year, until)
-    b = T.batteries
-    reg_year = extract("year", b.c.registered_at)
+    f = T.fleet_rollup  # kept as batteries change, so this reads years × chemistries, not the fleet
     stmt = (
         select(
-            reg_year.label("year"),
-            b.c.chemistry,
-            func.count(),
-            func.coalesce(func.sum(b.c.mass_kg), 0.0),
-            func.count(b.c.mass_kg),
+            f.c.year, f.c.chemistry, func.sum(f.c.batteries), func.sum(f.c.mass_mg), func.sum(f.c.with_mass)
         )
-        .where(and_(b.c.stage.in_(FLEET_STAGES), b.c.attached.is_(False), b.c.second_life.is_(False)))
-        .group_by(reg_year, b.c.chemistry)
+        .where(and_(f.c.stage.in_(FLEET_STAGES), f.c.attached.is_(False), f.c.second_life.is_(False)))
+        .group_by(f.c.year, f.c.chemistry)
     )
     grouped: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     without_mass = 0
     with read_transaction(engine) as conn:
-        for year, chemistry, n, kg, with_mass in conn.execute(stmt):
+        for year, chemistry, n, mg, with_mass in conn.execute(stmt):
+            if not n:
+                continue  # every battery of the group has moved on
             key = (int(year), chemistry_class(profile, chemistry))
             grouped[key][0] += int(n)
-            grouped[key][1] += float(kg) / 1000
+            grouped[key][1] += int(mg or 0) / 1_000_000_000
             without_mass += int(n) - int(with_mass)
     cohorts = [Cohort(y, c, n, t) for (y, c), (n, t) in sorted(grouped.items())]
     rows = project(cohorts, profile, years, survived_to=decimal_year(now))

@@ -6,7 +6,9 @@ Three passes, each streaming:
 2. the rows that the log records (events, enterprises, licences, keys): each row against its
    entry, and every entry against a row, so an altered, a deleted and an inserted row are named;
 3. the current state: the lifecycle rules replayed over the logged history, in log order, and
-   the resulting batteries, vehicles and links compared with the state tables.
+   the resulting batteries, vehicles and links compared with the state tables, the recyclers'
+   material balances and the fleet rollup (batteries by registration year, chemistry and stage)
+   with what the replayed history gives.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from batterytrace.ledger.entries import canonical_entry
 from batterytrace.ledger.merkle import EMPTY_ROOT, leaf_hash, node_hash
 from batterytrace.services import views
 from batterytrace.services.log import Log
+from batterytrace.store import fleet
 from batterytrace.store import tables as T
 
 BATCH = 5000
@@ -476,6 +479,21 @@ def _compare_state(conn: Connection, ctx: _ReplayContext, report: Report) -> Non
             "missing", "battery_links", f"{ln.parent}>{ln.child}", f"{ln.kind} link from the log is gone"
         )
     _compare_balances(conn, ctx, report)
+    _compare_fleet(conn, ctx, report)
+
+
+def _compare_fleet(conn: Connection, ctx: _ReplayContext, report: Report) -> None:
+    """The fleet rollup against the replayed batteries (``batterytrace db rebuild-fleet`` recounts
+    it from the batteries table)."""
+    replayed = fleet.of_states(ctx.batteries.values())
+    for key, want, have in fleet.differences(replayed, fleet.stored(conn)):
+        report.add(
+            "state",
+            "fleet_rollup",
+            fleet.key_text(key),
+            f"batteries/mg/with mass: the log gives {want[0]}/{want[1]}/{want[2]}, "
+            f"the row has {have[0]}/{have[1]}/{have[2]}",
+        )
 
 
 def _compare_balances(conn: Connection, ctx: _ReplayContext, report: Report) -> None:

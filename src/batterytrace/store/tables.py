@@ -364,3 +364,22 @@ material_balances = Table(
     Column("recovered_mg", BigInteger, nullable=False),
     Column("declared_mg", BigInteger, nullable=False),
 )
+
+# --- the fleet rollup (migration 0005) -------------------------------------------------------------
+
+#: Batteries, their mass (milligrams) and how many of them have a mass, by year of registration
+#: (UTC), chemistry, stage, whether attached to a parent and whether a second-life product. Kept by
+#: the batch context in the transaction that changes the batteries (``batterytrace.store.fleet``);
+#: read by the dashboard's counts by stage and the retirement forecast.
+fleet_rollup = Table(
+    "fleet_rollup",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("chemistry", String(20), primary_key=True),
+    Column("stage", String(12), primary_key=True),
+    Column("attached", Boolean, primary_key=True),
+    Column("second_life", Boolean, primary_key=True),
+    Column("batteries", BigInteger, nullable=False),
+    Column("mass_mg", BigInteger, nullable=False),
+    Column("with_mass", BigInteger, nullable=False),
+)

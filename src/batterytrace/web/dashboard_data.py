@@ -2,10 +2,11 @@
 monitoring service (alerts), the reports (statistics, producer responsibility, recovery) and the
 forecast, so the pages need not know how each is kept.
 
-The reports read the rollups that monitoring keeps current as events arrive, so their cost does
-not grow with the number of batteries; the counts by stage read the stage index, and the forecast
-groups the fleet still in use by year and chemistry. The figures are kept per registry until the
-log grows: every accepted change appends to the log, so its size versions the data exactly.
+The reports read the rollups that monitoring keeps current as events arrive, and the counts by
+stage and the forecast read the fleet rollup that is kept in the transaction of each change to a
+battery, so their cost does not grow with the number of batteries. The figures are kept per
+registry until the log grows: every accepted change appends to the log, so its size versions the
+data exactly.
 """
 
 from __future__ import annotations
@@ -175,11 +176,12 @@ def _compute(registry: Registry, size: int) -> Dashboard:
 
 
 def _headline(registry: Registry, stats: list[dict[str, Any]]) -> Headline:
-    b = T.batteries
+    f = T.fleet_rollup
     with read_transaction(registry.engine) as conn:
         by_stage = {
             str(stage): int(n)
-            for stage, n in conn.execute(select(b.c.stage, func.count()).group_by(b.c.stage))
+            for stage, n in conn.execute(select(f.c.stage, func.sum(f.c.batteries)).group_by(f.c.stage))
+            if n
         }
     return Headline(
         by_stage=by_stage,
