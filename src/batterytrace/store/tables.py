@@ -305,7 +305,10 @@ monitor_state = Table(
 )
 
 #: Statistics counters: batteries and grams per year, province, chemistry, producer, level and
-#: metric (registered, installed, retired, collected, repurposed, dismantled, recycled).
+#: metric (registered, installed, retired, collected, repurposed, dismantled, recycled). The index
+#: by level, year, province and metric holds the counters too (migration 0006): the statistics by
+#: province that the dashboard reads are then one ordered pass over it on SQLite, which otherwise
+#: looks every row up from the primary key.
 stat_rollup = Table(
     "stat_rollup",
     metadata,
@@ -317,6 +320,7 @@ stat_rollup = Table(
     Column("metric", String(16), primary_key=True),
     Column("batteries", BigInteger, nullable=False),
     Column("mass_g", BigInteger, nullable=False),
+    Index("ix_stat_rollup_by_province", "level", "year", "province", "metric", "batteries", "mass_g"),
 )
 
 #: Producer responsibility counters per enterprise, responsibility (battery_maker or automaker)
