@@ -551,6 +551,11 @@ class Registry:
             raise ValueError("one recorder per event")
         for who in {r.id: r for r in recorders}.values():
             require(who, Permission.EVENT_RECORD)
+            if who.id != caller.id and not caller.enterprise.is_regulator:
+                raise DomainError(
+                    E.PERMISSION_DENIED,
+                    f"only a regulator may record events on behalf of another enterprise ({who.id})",
+                )
         now = self.clock()
         parsed: list[EventIn | None] = []
         hashes: list[str | None] = []
@@ -642,7 +647,7 @@ class Registry:
             ctx._enterprises.update(actors)
             ids = [ev.id for ev in parsed if ev is not None]
             existing = repo.events_by_id(conn, ids)
-            in_batch: dict[str, tuple[str, dict[str, Any]]] = {}
+            in_batch: dict[str, tuple[str, str, dict[str, Any]]] = {}  # id -> digest, recorder, row
             accepted_rows: list[dict[str, Any]] = []
             log_items: list[tuple[str, str, dict[str, Any]]] = []
             for i, ev in enumerate(parsed):
@@ -669,13 +674,14 @@ class Registry:
                         security.append(self._security_row(caller, raw_events[i], err, now))
                     continue
                 if ev.id in in_batch:
-                    first_digest, row = in_batch[ev.id]
-                    if first_digest == digest:
+                    first_digest, first_actor, row = in_batch[ev.id]
+                    if first_digest == digest and first_actor == actor.id:
                         results[i] = EventResult(id=ev.id, status="accepted", event=row, replay=True)
                     else:
                         err = DomainError(
                             E.EVENT_ID_REUSED,
-                            f"event id {ev.id} appears twice in the batch with different contents",
+                            f"event id {ev.id} appears twice in the batch with different contents"
+                            + ("" if first_actor == actor.id else " (recorded by two enterprises)"),
                             field="id",
                         )
                         results[i] = EventResult(id=ev.id, status="rejected", error=err)
@@ -716,7 +722,7 @@ class Registry:
                 )
                 accepted_rows.append(row)
                 log_items.append(("event", ev.id, {"kind": "event", "event": views.log_event(row)}))
-                in_batch[ev.id] = (digest, {})
+                in_batch[ev.id] = (digest, actor.id, {})
                 results[i] = EventResult(id=ev.id, status="accepted")
             if atomic and any(r is not None and r.status == "rejected" for r in results):
                 raise _AtomicAbortError

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, false, insert, or_, select, update
 
 from batterytrace.domain.lifecycle import PastEvent
 from batterytrace.domain.model import (
@@ -44,7 +44,7 @@ def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Colum
     grouped: dict[Any, list[Any]] = {}
     for a, b in pairs:
         grouped.setdefault(a, []).append(b)
-    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
+    return or_(false(), *(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))  # none: no rows
 
 
 # --- enterprises ------------------------------------------------------------------------------
