@@ -330,7 +330,14 @@ def test_second_life_story(story: Story, cast: Cast, registry: Any) -> None:
     assert check["metals"]["co"]["meets"] is True
     assert "recycled_content" not in passport  # the recyclers it came from: legitimate interest
     assert cast.recycler.get(battery_path(new)).json()["recycled_content"] == content
-    assert eu_passport(client, new)["status"] == "active"
+    eu = eu_passport(client, new)
+    assert eu["status"] == "active"
+    # the EU passport states the same shares, in percent of the metal the pack contains
+    shares = {e["recycledMaterial"]: e for e in eu["aspects"]["Circularity"]["recycledContent"]}
+    assert shares["Lithium"]["postConsumerShare"] == 10.0
+    assert shares["Cobalt"]["postConsumerShare"] == 16.0
+    assert shares["Nickel"]["postConsumerShare"] == round(100 * 2.4 / 39.5, 4)
+    assert {e["preConsumerShare"] for e in shares.values()} == {0}
     seen = lineage(story, new)
     assert (seen["ancestors"], seen["descendants"]) == ([], [])
     assert seen["battery"]["recycled_share"]["li"] == 0.1
