@@ -151,7 +151,14 @@ class Tab:
         self.allowed_statuses: set[int] = set()
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        self.page.on("requestfailed", lambda req: self.errors.append(f"request failed: {req.url}"))
+        self.page.on("requestfailed", self._request_failed)
+
+    def _request_failed(self, request: Any) -> None:
+        # A request the browser cancels because the page moved on (a favicon still loading when a
+        # form is submitted) is not a fault of the page; a refused, reset or empty answer is.
+        if request.failure == "net::ERR_ABORTED":
+            return
+        self.errors.append(f"request failed: {request.url} ({request.failure})")
 
     def _console(self, message: Any) -> None:
         if message.type != "error":
