@@ -155,7 +155,7 @@ def enterprise_key(env: dict[str, str], regulator_key: str) -> str:
 
 
 IMPORT_BATCH = 150
-IMPORT_EVENTS = 2400
+IMPORT_EVENTS = 6000  # long enough that the importer is still running when the probe looks
 
 
 def test_kill_9_during_an_import_and_import_again(database_url: str, workdir: Path) -> None:
