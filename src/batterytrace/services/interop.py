@@ -136,17 +136,16 @@ class Interop:
         require(caller, Permission.EVENT_RECORD)
         enterprises = cache if cache is not None else {}
         results: list[EventResult | None] = [None] * len(items)
-        groups: list[tuple[Caller, list[int]]] = []
+        indexes: list[int] = []  # the events that go to the registry, and who records each
+        recorders: list[Caller] = []
         for i, (raw, actor) in enumerate(items):
             who, error = self._recorder(caller, actor, enterprises)
             if error is not None:
                 results[i] = EventResult(id=_raw_id(raw), status="rejected", error=error)
                 continue
             assert who is not None
-            if groups and groups[-1][0].id == who.id:
-                groups[-1][1].append(i)
-            else:
-                groups.append((who, [i]))
+            indexes.append(i)
+            recorders.append(who)
         refused = [r for r in results if r is not None]
         if atomic and refused:
             aborted = DomainError(
@@ -159,16 +158,14 @@ class Interop:
                 else EventResult(id=_raw_id(items[i][0]), status="rejected", error=aborted)
                 for i, res in enumerate(results)
             ]
-        if atomic and len(groups) > 1:
+        if atomic and len({who.id for who in recorders}) > 1:
             raise DomainError(
                 E.REQUEST_INVALID,
                 "an all-or-nothing capture is recorded by one enterprise, and these events name several "
                 "recorders: capture them with GS1-Capture-Error-Behaviour: proceed",
                 field="GS1-Capture-Error-Behaviour",
             )
-        if groups:  # one transaction, each event recorded as its own recorder
-            indexes = [i for _, group in groups for i in group]
-            recorders = [who for who, group in groups for _ in group]
+        if indexes:  # one transaction, each event recorded as its own recorder
             got = self.registry.record(
                 caller, [items[i][0] for i in indexes], atomic=atomic, recorders=recorders
             )
